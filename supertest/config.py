@@ -1,0 +1,79 @@
+"""Settings, read from the environment once, with defaults and strict parsing.
+
+A bad value stops the app at start with a message naming the variable, rather
+than surfacing as a confusing failure in the middle of a run.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+
+class ConfigError(ValueError):
+    """A setting has a value we refuse to guess about."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip() or default
+    if value and urlparse(value).scheme.split("+")[0] not in schemes:
+        raise ConfigError(f"{name} must be a URL starting with one of {', '.join(schemes)}; got {value!r}")
+    return value
+
+
+def _database_url(env: Mapping[str, str]) -> str:
+    url = _url(env, "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'supertest.db'}", ("sqlite", "postgres", "postgresql"))
+    # Heroku-style URLs say postgres://; SQLAlchemy wants a dialect and we use psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables."""
+    env = os.environ if env is None else env
+    s3_endpoint = _url(env, "S3_ENDPOINT", "", ("http", "https"))
+    return {
+        "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_hex(32),
+        "SQLALCHEMY_DATABASE_URI": _database_url(env),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": _url(env, "REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
+        "QUEUE_NAMESPACE": env.get("QUEUE_NAMESPACE", "").strip() or "supertest",
+        "S3_ENDPOINT": s3_endpoint,
+        "S3_TEST_BUCKET_NAME": env.get("S3_TEST_BUCKET_NAME", "").strip() or "playwright-test-artifacts",
+        "S3_JOB_BUCKET_NAME": env.get("S3_JOB_BUCKET_NAME", "").strip() or "playwright-job-artifacts",
+        "AWS_REGION": env.get("AWS_REGION", "").strip() or "us-east-1",
+        "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", ""),
+        "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", ""),
+        "REPORTS_DIR": Path(env.get("REPORTS_DIR", "").strip() or INSTANCE_DIR / "reports"),
+        "RUNS_DIR": Path(env.get("RUNS_DIR", "").strip() or INSTANCE_DIR / "runs"),
+        "MAX_CONCURRENT_TESTS": _int(env, "MAX_CONCURRENT_TESTS", 3),
+        "TEST_EXECUTION_TIMEOUT_MS": _int(env, "TEST_EXECUTION_TIMEOUT_MS", 900_000, minimum=1000),
+        "MAX_SCRIPT_BYTES": _int(env, "MAX_SCRIPT_BYTES", 256 * 1024),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_SCRIPT_BYTES", 256 * 1024) + 16 * 1024,
+        "SSE_PING_SECONDS": _int(env, "SSE_PING_SECONDS", 15),
+        "CHROMIUM_PATH": env.get("CHROMIUM_PATH", "").strip(),
+        "PLAYWRIGHT_BROWSERS_PATH": env.get("PLAYWRIGHT_BROWSERS_PATH", "").strip()
+        or str(PROJECT_ROOT / ".playwright-browsers"),
+        "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
+    }

@@ -1,0 +1,140 @@
+"""Run events: published by workers on Redis, fanned out to SSE clients by one listener per process."""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "supertest:run:"
+Event = tuple[str, dict[str, Any]]
+
+
+def channel(run_id: str) -> str:
+    return CHANNEL_PREFIX + run_id
+
+
+def redis_client() -> redis.Redis:
+    """The app's Redis connection pool, made once per app."""
+    client = current_app.extensions.get("redis")
+    if client is None:
+        client = current_app.extensions["redis"] = redis.Redis.from_url(
+            current_app.config["REDIS_URL"], socket_connect_timeout=3, socket_timeout=10, health_check_interval=30
+        )
+    return client
+
+
+def publish(run_id: str, event: str, data: dict[str, Any], client: redis.Redis | None = None) -> None:
+    """Tell live viewers of a run that something happened. Best effort: the database is the record.
+
+    Pass `client` from threads that have no app context.
+    """
+    try:
+        (client or redis_client()).publish(channel(run_id), json.dumps({"event": event, "data": data}))
+    except redis.RedisError:
+        log.warning("could not publish %s event for run %s", event, run_id, exc_info=True)
+
+
+class Hub:
+    """One Redis pattern subscription per process, fanned out to a queue per SSE client."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis_url = redis_url
+        self._lock = threading.Lock()
+        self._clients: dict[str, set[queue.Queue[Event]]] = {}
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    def subscribe(self, run_id: str) -> queue.Queue[Event]:
+        inbox: queue.Queue[Event] = queue.Queue()
+        with self._lock:
+            self._clients.setdefault(run_id, set()).add(inbox)
+            if self._thread is None or not self._thread.is_alive():
+                # Started lazily so that a forking server starts it in each worker, not the master.
+                self._thread = threading.Thread(target=self._listen, name="sse-hub", daemon=True)
+                self._thread.start()
+        # Wait for the subscription itself, so an event published right after this returns is seen.
+        self._ready.wait(timeout=5)
+        return inbox
+
+    def unsubscribe(self, run_id: str, inbox: queue.Queue[Event]) -> None:
+        with self._lock:
+            inboxes = self._clients.get(run_id, set())
+            inboxes.discard(inbox)
+            if not inboxes:
+                self._clients.pop(run_id, None)
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = redis.Redis.from_url(self._redis_url, health_check_interval=30).pubsub()
+                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                for message in pubsub.listen():
+                    if message["type"] == "psubscribe":
+                        self._ready.set()
+                    elif message["type"] == "pmessage":
+                        self._deliver(message["channel"].decode()[len(CHANNEL_PREFIX):], message["data"])
+            except redis.RedisError:
+                self._ready.clear()
+                log.warning("SSE listener lost Redis; reconnecting", exc_info=True)
+                time.sleep(1)
+
+    def _deliver(self, run_id: str, raw: bytes) -> None:
+        try:
+            payload = json.loads(raw)
+            event: Event = (payload["event"], payload["data"])
+        except (ValueError, KeyError):
+            return
+        with self._lock:
+            inboxes = list(self._clients.get(run_id, ()))
+        for inbox in inboxes:
+            inbox.put(event)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["sse_hub"] = Hub(app.config["REDIS_URL"])
+
+
+def format_sse(event: str, data: str) -> str:
+    """Frame one event; every line of data needs its own `data:` prefix."""
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {event}\n{lines}\n"
+
+
+def stream(
+    hub: Hub,
+    run_id: str,
+    current: Callable[[], Event],
+    render: Callable[[str, dict[str, Any]], str],
+    ping_seconds: float,
+    is_final: Callable[[str, dict[str, Any]], bool],
+) -> Iterator[str]:
+    """Yield SSE text for one run: its current state first, then live events until it ends.
+
+    `current` is called after subscribing, so nothing that happens in between is missed.
+    """
+    inbox = hub.subscribe(run_id)
+    try:
+        event, data = current()
+        yield render(event, data)
+        if is_final(event, data):
+            return
+        while True:
+            try:
+                event, data = inbox.get(timeout=ping_seconds)
+            except queue.Empty:
+                yield ": ping\n\n"
+                continue
+            yield render(event, data)
+            if is_final(event, data):
+                return
+    finally:
+        hub.unsubscribe(run_id, inbox)

@@ -1,0 +1,88 @@
+"""Read Playwright's JSON report into per-test results and a run status."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MAX_ERROR_CHARS = 8000
+
+
+@dataclass
+class CaseResult:
+    title: str
+    file: str
+    status: str  # passed, failed, flaky, skipped, timedOut, interrupted
+    duration_ms: int
+    retries: int
+    error: str | None
+
+
+@dataclass
+class Report:
+    tests: list[CaseResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # errors outside any test: compile errors and the like
+
+    def count(self, status: str) -> int:
+        return sum(1 for test in self.tests if test.status == status)
+
+
+def clean(text: str, run_dir: Path) -> str:
+    """Readable text: no colour codes, and paths relative to the run, not the worker's disk."""
+    text = ANSI.sub("", text).replace(f"{run_dir}/tests/", "").replace(f"{run_dir}/", "")
+    return text[:MAX_ERROR_CHARS]
+
+
+def read_report(path: Path, run_dir: Path) -> Report | None:
+    """The parsed report, or None when Playwright did not get as far as writing one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    report = Report(errors=[_error_text(error, run_dir) for error in data.get("errors", [])])
+    for suite in data.get("suites", []):
+        _collect(suite, [], report, run_dir)
+    return report
+
+
+def _collect(suite: dict[str, Any], titles: list[str], report: Report, run_dir: Path) -> None:
+    # The top suite is the file; nested suites are `describe` blocks.
+    path = titles if not titles and suite.get("file") == suite.get("title") else [*titles, suite["title"]]
+    for spec in suite.get("specs", []):
+        for test in spec.get("tests", []):
+            report.tests.append(_case(spec, test, path, run_dir))
+    for child in suite.get("suites", []):
+        _collect(child, path, report, run_dir)
+
+
+def _case(spec: dict[str, Any], test: dict[str, Any], titles: list[str], run_dir: Path) -> CaseResult:
+    results = test.get("results") or [{}]
+    last = results[-1]
+    if test.get("status") == "flaky":
+        status = "flaky"
+    elif test.get("status") == "skipped":
+        status = "skipped"
+    else:
+        status = last.get("status", "skipped")
+    errors = [_error_text(e, run_dir) for r in results for e in r.get("errors", [])]
+    return CaseResult(
+        title=" › ".join([*titles, spec["title"]]),
+        file=spec.get("file", ""),
+        status=status,
+        duration_ms=int(sum(r.get("duration", 0) for r in results)),
+        retries=max(0, len(results) - 1),
+        error=("\n\n".join(errors) or None) if status != "passed" else None,
+    )
+
+
+def _error_text(error: dict[str, Any], run_dir: Path) -> str:
+    message = error.get("message") or error.get("value") or "unknown error"
+    snippet = error.get("snippet")
+    location = error.get("location")
+    where = f"{Path(location['file']).name}:{location['line']}:{location['column']}\n" if location else ""
+    # Playwright puts the snippet inside some messages already; don't show it twice.
+    body = message if not snippet or snippet in message else f"{message}\n\n{snippet}"
+    return clean(f"{where}{body}", run_dir)

@@ -1,0 +1,106 @@
+"""Run `playwright test` as a child process that we own: its own process group, a built
+environment, a deadline, and a bounded log."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EVENT_PREFIX = "@@supertest "
+MAX_LOG_LINES = 400
+MAX_LINE_CHARS = 2000
+# On a deadline Playwright gets a moment to write its reports (with the tests marked interrupted).
+INTERRUPT_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Outcome:
+    exit_code: int | None
+    timed_out: bool
+    log: str
+
+
+def child_env(run_dir: Path, tmp_dir: Path, browsers_path: str) -> dict[str, str]:
+    """The whole environment of the test process. Built, never inherited: no app secrets.
+
+    tmp_dir must have a short path: Chromium puts a Unix socket there, and those are limited to 107 bytes.
+    """
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(run_dir),
+        "TMPDIR": str(tmp_dir),
+        "LANG": "C.UTF-8",
+        "CI": "1",
+        "FORCE_COLOR": "0",
+        "PLAYWRIGHT_BROWSERS_PATH": browsers_path,
+    }
+
+
+def run_playwright(
+    node: str,
+    cli: Path,
+    run_dir: Path,
+    env: dict[str, str],
+    timeout_seconds: float,
+    on_event: Callable[[dict[str, Any]], None],
+) -> Outcome:
+    """Run the tests in run_dir; call on_event for every line our reporter prints."""
+    process = subprocess.Popen(
+        [node, str(cli), "test", "--config", "playwright.config.js"],
+        cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log: deque[str] = deque(maxlen=MAX_LOG_LINES)
+    reader = threading.Thread(target=_read, args=(process, log, on_event), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_seconds
+    timed_out = False
+    try:
+        while process.poll() is None:
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            try:
+                process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        if timed_out:
+            _signal_group(process, signal.SIGINT)
+            try:
+                process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        # Also after a normal exit: whatever the test started in the group goes with it.
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+    reader.join(timeout=5)
+    return Outcome(process.returncode, timed_out, "\n".join(log))
+
+
+def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[str, Any]], None]) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if line.startswith(EVENT_PREFIX):
+            try:
+                on_event(json.loads(line[len(EVENT_PREFIX):]))
+                continue
+            except ValueError:
+                pass
+        log.append(line[:MAX_LINE_CHARS])
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass

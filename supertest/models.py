@@ -1,0 +1,102 @@
+"""Database tables: saved and playground tests, runs, and per-test results."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from supertest.extensions import db
+
+PENDING, RUNNING = "pending", "running"
+PASSED, FAILED, ERROR, TIMEOUT, CANCELLED = "passed", "failed", "error", "timeout", "cancelled"
+TERMINAL = frozenset({PASSED, FAILED, ERROR, TIMEOUT, CANCELLED})
+STATUSES = (PENDING, RUNNING, PASSED, FAILED, ERROR, TIMEOUT, CANCELLED)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Test(db.Model):
+    """A Playwright script: typed into the playground, or saved by a user."""
+
+    __tablename__ = "tests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    title: Mapped[str] = mapped_column(String(200))
+    script: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Playground scripts are kept for their runs' sake but are not listed as saved tests.
+    saved: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="test")
+
+
+class Run(db.Model):
+    """One execution of a test, from pending to a terminal status."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_created", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(10), default="test")
+    test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(12), default=PENDING, index=True)
+    attempt: Mapped[int] = mapped_column(default=1)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Where the HTML report lives: "s3", "local", or None while there is none.
+    report_store: Mapped[str | None] = mapped_column(String(10))
+    total: Mapped[int] = mapped_column(default=0)
+    passed: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    flaky: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+
+    test: Mapped[Test | None] = relationship(back_populates="runs")
+    results: Mapped[list[TestResult]] = relationship(
+        back_populates="run", order_by="TestResult.position", cascade="all, delete-orphan"
+    )
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)
+
+
+class TestResult(db.Model):
+    """The outcome of one test case within a run, taken from Playwright's JSON report."""
+
+    __tablename__ = "test_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    title: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(12))
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    retries: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    run: Mapped[Run] = relationship(back_populates="results")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

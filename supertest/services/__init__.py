@@ -1,0 +1,1 @@
+"""What views and actors share: plain functions over ids and values."""

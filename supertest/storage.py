@@ -1,0 +1,220 @@
+"""Where HTML reports live: S3 (or MinIO, SeaweedFS) when configured, else the local disk.
+
+Keys are `<run id>/report/<path>` in the bucket, or the same path under REPORTS_DIR. A report
+whose upload fails stays on local disk and is served from there.
+"""
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import posixpath
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+log = logging.getLogger(__name__)
+
+S3, LOCAL = "s3", "local"
+CHUNK = 64 * 1024
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/javascript", ".mjs")
+mimetypes.add_type("video/webm", ".webm")
+mimetypes.add_type("application/zip", ".zip")
+mimetypes.add_type("application/json", ".json")
+
+
+class StorageError(Exception):
+    """Object storage could not be reached or refused the request."""
+
+
+class RangeNotSatisfiable(Exception):
+    """The requested byte range lies outside the object."""
+
+
+class BadReportPath(ValueError):
+    """A requested report path would leave the run's report folder."""
+
+
+def report_key(run_id: str, path: str) -> str:
+    """The storage key of a file in a run's report, refusing anything that could escape it."""
+    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
+        raise BadReportPath(path)
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts[:-1]) or parts[-1] in (".", ".."):
+        raise BadReportPath(path)
+    key = posixpath.normpath(f"{run_id}/{path}")
+    if not key.startswith(f"{run_id}/report/"):
+        raise BadReportPath(path)
+    return key
+
+
+def content_type(path: str) -> str:
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed or "application/octet-stream"
+
+
+@dataclass
+class ReportFile:
+    """A file ready to stream: a body iterator, its length, and the byte range it covers."""
+
+    body: Iterator[bytes]
+    length: int
+    total: int
+    content_type: str
+    start: int = 0
+
+    @property
+    def partial(self) -> bool:
+        return self.length != self.total
+
+
+class LocalReports:
+    """Reports under a directory on this machine."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def save(self, run_id: str, report_dir: Path) -> None:
+        target = self.root / run_id / "report"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        # A rename when the run directory is on the same disk: no copying on the hot path.
+        shutil.move(str(report_dir), target)
+
+    def exists(self, run_id: str) -> bool:
+        return (self.root / run_id / "report" / "index.html").is_file()
+
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"{self.root} is not writable")
+
+
+class S3Reports:
+    """Reports in an S3 bucket."""
+
+    def __init__(self, config: Mapping[str, Any], bucket: str) -> None:
+        self.bucket = bucket
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=config["S3_ENDPOINT"],
+            region_name=config["AWS_REGION"],
+            aws_access_key_id=config["AWS_ACCESS_KEY_ID"] or None,
+            aws_secret_access_key=config["AWS_SECRET_ACCESS_KEY"] or None,
+            config=botocore.config.Config(
+                connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"}, max_pool_connections=16,
+            ),
+        )
+        self._bucket_ready = False
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            self.client.create_bucket(Bucket=self.bucket)
+        self._bucket_ready = True
+
+    def save(self, run_id: str, report_dir: Path) -> None:
+        try:
+            self._ensure_bucket()
+            files = [p for p in report_dir.rglob("*") if p.is_file()]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for future in [pool.submit(self._upload, run_id, report_dir, f) for f in files]:
+                    future.result()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            raise StorageError(str(error)) from error
+
+    def _upload(self, run_id: str, report_dir: Path, file: Path) -> None:
+        key = f"{run_id}/report/{file.relative_to(report_dir).as_posix()}"
+        self.client.upload_file(str(file), self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
+
+    def open(self, key: str, range_header: str | None) -> ReportFile | None:
+        """Stream an object, honouring a Range header; None when there is no such object."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if range_header:
+            args["Range"] = range_header
+        try:
+            response = self.client.get_object(**args)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                return None
+            if code == "InvalidRange":
+                raise RangeNotSatisfiable(range_header) from error
+            raise StorageError(str(error)) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise StorageError(str(error)) from error
+        length = response["ContentLength"]
+        total, start = length, 0
+        if "ContentRange" in response:  # "bytes 0-99/1234"
+            span, _, size = response["ContentRange"].removeprefix("bytes ").partition("/")
+            start, total = int(span.split("-")[0]), int(size)
+        return ReportFile(response["Body"].iter_chunks(CHUNK), length, total, content_type(key), start)
+
+    def delete(self, run_id: str) -> None:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{run_id}/"):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+
+    def check(self) -> None:
+        try:
+            self._ensure_bucket()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+            raise StorageError(str(error)) from error
+
+
+class ReportStore:
+    """Both places a report can be, behind one interface: S3 first when configured, else local disk."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.local = LocalReports(Path(config["REPORTS_DIR"]))
+        self.buckets: dict[str, S3Reports] = {}
+        if config["S3_ENDPOINT"]:
+            self.buckets = {"test": S3Reports(config, config["S3_TEST_BUCKET_NAME"]),
+                            "job": S3Reports(config, config["S3_JOB_BUCKET_NAME"])}
+
+    def save(self, run_id: str, kind: str, report_dir: Path) -> str:
+        """Store a finished report; returns where it ended up ("s3" or "local")."""
+        bucket = self.buckets.get(kind)
+        if bucket is not None:
+            try:
+                bucket.save(run_id, report_dir)
+                return S3
+            except StorageError:
+                log.warning("upload of run %s's report failed; keeping it on local disk", run_id, exc_info=True)
+        self.local.save(run_id, report_dir)
+        return LOCAL
+
+    def bucket(self, kind: str) -> S3Reports | None:
+        return self.buckets.get(kind)
+
+    def check(self) -> None:
+        """Raise StorageError when the configured store cannot be used."""
+        for bucket in self.buckets.values():
+            bucket.check()
+        self.local.check()
+
+
+def init_app(app: Any) -> None:
+    app.extensions["reports"] = ReportStore(app.config)

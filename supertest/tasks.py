@@ -1,0 +1,33 @@
+"""Dramatiq actors: thin wrappers that hand a run id to the execution service."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import dramatiq
+
+from supertest.execution import execute_run
+
+TEST_QUEUE = "test-execution"
+JOB_QUEUE = "job-execution"
+
+
+def execute_test_run(run_id: str) -> None:
+    """Run a single test (playground or saved) by its run id."""
+    execute_run(run_id)
+
+
+def declare(broker: dramatiq.Broker, config: Mapping[str, Any]) -> dict[str, dramatiq.Actor]:
+    """Bind the actors to a broker, with explicit retry and time limits.
+
+    The runner enforces the test time limit itself and kills the browser; Dramatiq's limit is
+    only a backstop well beyond it. Retries are for infrastructure faults that raise before a run
+    is claimed; a failing test is a result and never raises.
+    """
+    backstop_ms = config["TEST_EXECUTION_TIMEOUT_MS"] + 5 * 60_000
+    options = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000, "time_limit": backstop_ms}
+    return {
+        "execute_test_run": dramatiq.Actor(
+            execute_test_run, broker=broker, actor_name="execute_test_run",
+            queue_name=TEST_QUEUE, priority=0, options=options,
+        ),
+    }

@@ -1,0 +1,13 @@
+"""Blueprints, one per resource; thin: parse, call a service, render a page, a fragment or JSON."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from supertest.views import api, errors, events, filters, pages, reports, vendor
+
+    errors.init_app(app)
+    filters.init_app(app)
+    for module in (api, events, reports, pages, vendor):
+        app.register_blueprint(module.bp)

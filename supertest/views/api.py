@@ -1,0 +1,105 @@
+"""JSON endpoints for curl and CI: start runs, read runs, health."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import text
+
+from supertest.events import redis_client
+from supertest.extensions import db
+from supertest.models import STATUSES, Run
+from supertest.services import runs
+from supertest.services.serialize import run_json, run_links
+from supertest.services.validation import is_id, script_and_title
+from supertest.views.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_PAGE = 100
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 4xx that says what is wrong with it."""
+    if not request.content_length and not request.get_data(cache=True):
+        raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        data = json.loads(request.get_data(cache=True).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_encoding", "the request body must be UTF-8") from None
+    except ValueError as error:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return data
+
+
+def found_run(run_id: str) -> Run:
+    run = runs.get(run_id) if is_id(run_id) else None
+    if run is None:
+        raise ApiError(404, "not_found", f"no run with id {run_id!r}")
+    return run
+
+
+def start_response(run: Run):
+    """202 with where to watch the run and read its report (API.md)."""
+    body = {"testId": run.test_id, "runId": run.id, "status": run.status, **run_links(run)}
+    return jsonify(body), 202, {"Location": body["url"]}
+
+
+@bp.post("/test")
+def run_playground_test():
+    """Queue a run of code typed in the playground."""
+    script, title = script_and_title(json_body(), current_app.config["MAX_SCRIPT_BYTES"])
+    run = runs.create_playground_run(script, title)
+    runs.enqueue(run)
+    return start_response(run)
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str):
+    """One run with its per-test results."""
+    return jsonify(run_json(found_run(run_id)))
+
+
+@bp.get("/runs")
+def list_runs():
+    """Runs, newest first, a page at a time."""
+    try:
+        limit = int(request.args.get("limit", 25))
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", "limit must be a whole number", {"field": "limit"}) from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_PAGE}", {"field": "limit"})
+    test_id = request.args.get("testId") or None
+    if test_id and not is_id(test_id):
+        raise ApiError(400, "invalid_parameter", "testId must be an id", {"field": "testId"})
+    status = request.args.get("status") or None
+    if status and status not in STATUSES:
+        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
+    try:
+        page = runs.list_runs(limit, request.args.get("cursor") or None, status, test_id)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", "cursor is not one this API gave out", {"field": "cursor"}) from None
+    return jsonify({"items": [run_json(run, with_tests=False) for run in page.items], "nextCursor": page.next_cursor})
+
+
+@bp.get("/health")
+def health():
+    """Whether the database, Redis and report storage can be used right now."""
+    checks = {
+        "database": lambda: db.session.execute(text("SELECT 1")),
+        "redis": lambda: redis_client().ping(),
+        "storage": lambda: current_app.extensions["reports"].check(),
+    }
+    body: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            check()
+            body[name] = "ok"
+        except Exception as error:  # a health check reports any failure rather than raising it
+            body[name] = f"error: {error}".splitlines()[0][:300]
+    healthy = all(value == "ok" for value in body.values())
+    return jsonify({"status": "ok" if healthy else "unavailable", **body}), 200 if healthy else 503

@@ -1,0 +1,34 @@
+"""Template filters for times and durations."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask
+
+from supertest.models import as_utc, utcnow
+from supertest.services.serialize import iso
+
+
+def duration(ms: int | None) -> str:
+    """1234 → "1.2 s", 75000 → "1 min 15 s"."""
+    if ms is None:
+        return "–"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes} min {seconds} s"
+
+
+def age(moment: datetime | None) -> str:
+    """How long ago, in the largest unit that fits: "just now", "5 min ago", "3 h ago", "2 d ago"."""
+    if moment is None:
+        return "–"
+    seconds = max(0, int((utcnow() - as_utc(moment)).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return "just now"
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.filters.update(duration=duration, age=age, iso=iso)
