@@ -1,0 +1,130 @@
+"""Fixtures against the real services: PostgreSQL or SQLite, Redis, SeaweedFS as S3, a Dramatiq
+worker running the real `playwright test` in Chromium. A missing service fails the session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from supertest import config, create_app
+from supertest.stack import procfile
+from tests.s3server import S3Server, start_s3_server
+
+POSTGRES_ADMIN_URL = os.environ.get("SUPERTEST_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+DATABASE_KIND = os.environ.get("SUPERTEST_TEST_DATABASE", "postgresql")
+REDIS_URL = os.environ.get("SUPERTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of our own for this session, dropped afterwards."""
+    if DATABASE_KIND == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'supertest.db'}"
+        return
+    name = f"supertest_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment shared by the app under test and its worker processes."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "QUEUE_NAMESPACE": f"supertest-test-{suffix}",
+        "S3_ENDPOINT": s3.endpoint,
+        "AWS_REGION": s3.region,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "S3_TEST_BUCKET_NAME": f"test-artifacts-{suffix}",
+        "S3_JOB_BUCKET_NAME": f"job-artifacts-{suffix}",
+        "REPORTS_DIR": str(tmp_path_factory.mktemp("reports")),
+        "RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+        "TEST_EXECUTION_TIMEOUT_MS": "120000",
+        "SECRET_KEY": "tests-" + suffix,
+    }
+
+
+def make_app(settings: dict[str, str]) -> Flask:
+    app = create_app(config.from_env(settings))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(settings: dict[str, str]) -> Flask:
+    """The app under test, on a freshly migrated database."""
+    app = make_app(settings)
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class Worker:
+    """A real `dramatiq` worker process, started with the Procfile's command."""
+
+    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+        env = {**os.environ, **settings, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        self.log_path = log_path
+        self.process = subprocess.Popen(
+            procfile()["worker"], shell=True, env=env, cwd=config.PROJECT_ROOT, start_new_session=True,
+            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while "ready for action" not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the worker did not start:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    process = Worker(settings, tmp_path_factory.mktemp("worker") / "worker.log")
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,91 @@
+"""Small helpers the tests share: scripts, starting runs, waiting for them, reading SSE."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask.testing import FlaskClient
+
+TERMINAL = {"passed", "failed", "error", "timeout", "cancelled"}
+
+PASSING = """import { test, expect } from '@playwright/test';
+
+test('greets the visitor', async ({ page }) => {
+  await page.setContent('<h1>Hello, tester</h1>');
+  await expect(page.getByRole('heading')).toHaveText('Hello, tester');
+});
+"""
+
+FAILING = """import { test, expect } from '@playwright/test';
+
+test('expects the wrong greeting', async ({ page }) => {
+  await page.setContent('<h1>Hello, tester</h1>');
+  await expect(page.getByRole('heading')).toHaveText('Goodbye, tester', { timeout: 1000 });
+});
+"""
+
+SYNTAX_ERROR = """import { test, expect } from '@playwright/test';
+
+test('never compiles', async ({ page }) => {
+  await page.setContent('<h1>Hello</h1>';
+});
+"""
+
+
+def start_run(client: FlaskClient, script: str, title: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"script": script}
+    if title is not None:
+        body["title"] = title
+    response = client.post("/api/test", json=body)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll the run until it reaches a terminal status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get(f"/api/runs/{run_id}").get_json()
+        if run["status"] in TERMINAL:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish within {timeout} s; last seen: {run}")
+
+
+def read_sse(client: FlaskClient, url: str, timeout: float = 120) -> list[tuple[str, Any]]:
+    """Read a whole SSE stream (it closes after the terminal status) into (event, data) pairs.
+
+    Comments such as `: ping` come back as ("comment", text).
+    """
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "text/event-stream"
+    deadline = time.monotonic() + timeout
+    events: list[tuple[str, Any]] = []
+    buffer = ""
+    for chunk in response.response:
+        buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" in buffer:
+            frame, buffer = buffer.split("\n\n", 1)
+            events.append(parse_frame(frame))
+        assert time.monotonic() < deadline, f"stream still open after {timeout} s: {events}"
+    response.close()
+    return events
+
+
+def parse_frame(frame: str) -> tuple[str, Any]:
+    if frame.startswith(":"):
+        return "comment", frame[1:].strip()
+    event, data = "message", []
+    for line in frame.splitlines():
+        field, _, value = line.partition(": ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    text = "\n".join(data)
+    try:
+        return event, json.loads(text)
+    except ValueError:
+        return event, text
