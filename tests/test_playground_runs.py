@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import FAILING, PASSING, SYNTAX_ERROR, read_sse, start_run, wait_for_run
+from tests.helpers import read_sse, wait_for_run
 from tests.s3server import S3Server
-
-
-@pytest.fixture(scope="module")
-def started(app, worker) -> dict[str, dict[str, Any]]:
-    """Queue one run of each kind up front, so the worker runs them side by side."""
-    client = app.test_client()
-    return {
-        "passing": start_run(client, PASSING, "greets the visitor"),
-        "failing": start_run(client, FAILING),
-        "broken": start_run(client, SYNTAX_ERROR, "never compiles"),
-    }
 
 
 def test_start_answers_with_where_to_watch(started: dict[str, dict[str, Any]]) -> None:

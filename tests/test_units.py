@@ -1,0 +1,108 @@
+"""Unit tests around the real path: settings, storage keys, report parsing, SSE framing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic.script import ScriptDirectory
+from flask_migrate import Config as AlembicConfig
+
+from supertest import config
+from supertest.events import format_sse
+from supertest.execution import results, spec_filename
+from supertest.storage import BadReportPath, report_key
+
+RUN = "0b7c1c38-4a4e-4c2b-9a57-6a0e1d2f3c4d"
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("MAX_CONCURRENT_TESTS", "three", "whole number"),
+    ("MAX_CONCURRENT_TESTS", "0", "at least 1"),
+    ("TEST_EXECUTION_TIMEOUT_MS", "-5", "at least"),
+    ("DATABASE_URL", "mysql://x", "URL starting with"),
+    ("REDIS_URL", "localhost:6379", "URL starting with"),
+    ("S3_ENDPOINT", "minio:9000", "URL starting with"),
+])
+def test_a_bad_setting_fails_naming_the_variable(name: str, value: str, words: str) -> None:
+    with pytest.raises(config.ConfigError) as failure:
+        config.from_env({name: value})
+    assert name in str(failure.value) and words in str(failure.value)
+
+
+def test_settings_have_the_documented_defaults() -> None:
+    settings = config.from_env({})
+    assert settings["S3_TEST_BUCKET_NAME"] == "playwright-test-artifacts"
+    assert settings["S3_JOB_BUCKET_NAME"] == "playwright-job-artifacts"
+    assert settings["MAX_CONCURRENT_TESTS"] == 3
+    assert settings["TEST_EXECUTION_TIMEOUT_MS"] == 900_000
+    assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert settings["S3_ENDPOINT"] == ""
+
+
+def test_heroku_postgres_urls_use_psycopg() -> None:
+    url = config.from_env({"DATABASE_URL": "postgres://u:p@db:5432/app"})["SQLALCHEMY_DATABASE_URI"]
+    assert url == "postgresql+psycopg://u:p@db:5432/app"
+
+
+@pytest.mark.parametrize(("path", "key"), [
+    ("report/index.html", f"{RUN}/report/index.html"),
+    ("report/data/abc.webm", f"{RUN}/report/data/abc.webm"),
+    ("report/trace/index.html", f"{RUN}/report/trace/index.html"),
+])
+def test_report_keys_stay_under_the_run(path: str, key: str) -> None:
+    assert report_key(RUN, path) == key
+
+
+@pytest.mark.parametrize("path", ["", "/etc/passwd", "report/../x", "report/../../x", "report//index.html",
+                                  "report\\index.html", "report/x\x00", "other/report/index.html", "report/.",
+                                  "report/.."])
+def test_report_keys_refuse_escapes(path: str) -> None:
+    with pytest.raises(BadReportPath):
+        report_key(RUN, path)
+
+
+def test_spec_filenames_are_safe_and_recognisable() -> None:
+    assert spec_filename("Log in / out: works?") == "Log-in-out-works.spec.ts"
+    assert spec_filename("../../etc") == "etc.spec.ts"
+    assert spec_filename("…") == "test.spec.ts"
+
+
+def test_sse_frames_prefix_every_data_line() -> None:
+    assert format_sse("status", "a\nb") == "event: status\ndata: a\ndata: b\n\n"
+    assert format_sse("done", "") == "event: done\ndata: \n\n"
+
+
+def test_report_parsing_maps_statuses_and_cleans_errors(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    error = {"message": "\x1b[31mError: boom\x1b[39m", "location": {"file": f"{run_dir}/tests/a.spec.ts",
+                                                                      "line": 3, "column": 7}}
+    report = {"errors": [], "suites": [{"title": "a.spec.ts", "file": "a.spec.ts", "specs": [
+        {"title": "ok", "file": "a.spec.ts", "tests": [{"status": "expected", "results": [
+            {"status": "passed", "duration": 10, "errors": []}]}]},
+        {"title": "wobbly", "file": "a.spec.ts", "tests": [{"status": "flaky", "results": [
+            {"status": "failed", "duration": 5, "errors": [error]}, {"status": "passed", "duration": 6}]}]},
+    ], "suites": [{"title": "group", "file": "a.spec.ts", "specs": [
+        {"title": "bad", "file": "a.spec.ts", "tests": [{"status": "unexpected", "results": [
+            {"status": "timedOut", "duration": 30, "errors": [error]}]}]},
+    ]}]}]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(report))
+    parsed = results.read_report(path, run_dir)
+    assert parsed is not None
+    assert [(t.title, t.status, t.retries, t.duration_ms) for t in parsed.tests] == [
+        ("ok", "passed", 0, 10), ("wobbly", "flaky", 1, 11), ("group › bad", "timedOut", 0, 30)]
+    assert parsed.tests[0].error is None
+    assert parsed.tests[2].error == "a.spec.ts:3:7\nError: boom"
+
+
+def test_missing_or_broken_report_reads_as_none(tmp_path: Path) -> None:
+    assert results.read_report(tmp_path / "absent.json", tmp_path) is None
+    (tmp_path / "broken.json").write_text("{")
+    assert results.read_report(tmp_path / "broken.json", tmp_path) is None
+
+
+def test_migrations_have_exactly_one_head() -> None:
+    alembic = AlembicConfig(str(config.PROJECT_ROOT / "migrations" / "alembic.ini"))
+    alembic.set_main_option("script_location", str(config.PROJECT_ROOT / "migrations"))
+    assert len(ScriptDirectory.from_config(alembic).get_heads()) == 1
