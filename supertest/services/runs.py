@@ -5,15 +5,18 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
 from supertest import events
-from supertest.execution.results import CaseResult
 from supertest.extensions import db
 from supertest.models import ERROR, PENDING, RUNNING, TERMINAL, Run, Test, TestResult, new_id, utcnow
 from supertest.services.serialize import run_json
+
+if TYPE_CHECKING:  # execution depends on this module, not the other way round
+    from supertest.execution.results import CaseResult
 
 log = logging.getLogger(__name__)
 
