@@ -47,15 +47,7 @@ def enqueue(run: Run) -> None:
 
 def claim(run_id: str) -> Run | None:
     """pending → running, only if it is still pending; None when another delivery got there first."""
-    claimed = db.session.execute(
-        update(Run).where(Run.id == run_id, Run.status == PENDING).values(status=RUNNING, started_at=utcnow())
-    ).rowcount
-    db.session.commit()
-    if not claimed:
-        return None
-    run = db.session.get(Run, run_id)
-    events.publish(run_id, "status", run_json(run, with_tests=False))
-    return run
+    return _transition(run_id, (PENDING,), {"status": RUNNING, "started_at": utcnow()})
 
 
 def finish(run_id: str, status: str, error_message: str | None = None,
@@ -63,23 +55,31 @@ def finish(run_id: str, status: str, error_message: str | None = None,
     """Record a terminal status once; a run that has already ended keeps its first outcome."""
     assert status in TERMINAL
     counts = {name: sum(1 for r in results if r.status == name) for name in ("passed", "flaky", "skipped")}
-    finished = db.session.execute(
-        update(Run).where(Run.id == run_id, Run.status.in_((PENDING, RUNNING))).values(
-            status=status, error_message=error_message, report_store=report_store, finished_at=utcnow(),
-            total=len(results), failed=len(results) - sum(counts.values()), **counts,
-        )
-    ).rowcount
-    if finished:
-        db.session.add_all(
-            TestResult(run_id=run_id, position=i, title=r.title, file=r.file, status=r.status,
+    values = {"status": status, "error_message": error_message, "report_store": report_store,
+              "finished_at": utcnow(), "total": len(results), "failed": len(results) - sum(counts.values()),
+              **counts}
+    rows = [TestResult(run_id=run_id, position=i, title=r.title, file=r.file, status=r.status,
                        duration_ms=r.duration_ms, retries=r.retries, error=r.error)
-            for i, r in enumerate(results)
-        )
+            for i, r in enumerate(results)]
+    return _transition(run_id, (PENDING, RUNNING), values, rows)
+
+
+def _transition(run_id: str, allowed_from: tuple[str, ...], values: dict,
+                rows: list[TestResult] | None = None) -> Run | None:
+    """Change a run's status by a conditional update (compare-and-set), then tell its viewers.
+
+    None when the run was not in one of `allowed_from`: someone else already moved it on.
+    """
+    changed = db.session.execute(
+        update(Run).where(Run.id == run_id, Run.status.in_(allowed_from)).values(**values)
+    ).rowcount
+    if changed and rows:
+        db.session.add_all(rows)
     db.session.commit()
-    if not finished:
+    if not changed:
         return None
     run = db.session.get(Run, run_id)
-    events.publish(run_id, "status", run_json(run, with_tests=True))
+    events.publish(run_id, "status", run_json(run, with_tests=run.finished))
     return run
 
 
