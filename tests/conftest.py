@@ -3,21 +3,27 @@ worker running the real `playwright test` in Chromium. A missing service fails t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from playwright.sync_api import Browser, sync_playwright
 
 from supertest import config, create_app
-from supertest.stack import procfile
+from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
+from supertest.stack import free_port, procfile
+from tests.helpers import FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 
 POSTGRES_ADMIN_URL = os.environ.get("SUPERTEST_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
@@ -91,21 +97,22 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-class Worker:
-    """A real `dramatiq` worker process, started with the Procfile's command."""
+class ProcfileProcess:
+    """One of the Procfile's processes (`web`, `worker`), started as a deployment would start it."""
 
-    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, settings: dict[str, str], log_path: Path, ready: Callable[[ProcfileProcess], bool],
+                 timeout: float = 60) -> None:
         env = {**os.environ, **settings, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        self.log_path = log_path
+        self.name, self.log_path = name, log_path
         self.process = subprocess.Popen(
-            procfile()["worker"], shell=True, env=env, cwd=config.PROJECT_ROOT, start_new_session=True,
+            procfile()[name], shell=True, env=env, cwd=config.PROJECT_ROOT, start_new_session=True,
             stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while "ready for action" not in self.log():
+        deadline = time.monotonic() + timeout
+        while not ready(self):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the worker did not start:\n{self.log()[-3000:]}")
+                raise RuntimeError(f"the {name} process did not start:\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
     def log(self) -> str:
@@ -113,18 +120,67 @@ class Worker:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
+def start_worker(settings: dict[str, str], log_path: Path) -> ProcfileProcess:
+    return ProcfileProcess("worker", settings, log_path, lambda worker: "ready for action" in worker.log())
+
+
+def answers_health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/api/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="session")
-def worker(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    process = Worker(settings, tmp_path_factory.mktemp("worker") / "worker.log")
+def worker(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[ProcfileProcess]:
+    process = start_worker(settings, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def web(app: Flask, worker: ProcfileProcess, settings: dict[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Procfile's `web` process (gunicorn, gevent) on a free port; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = ProcfileProcess("web", {**settings, "PORT": str(port), "HOST": "127.0.0.1"},
+                              tmp_path_factory.mktemp("web") / "web.log", lambda _: answers_health(url))
+    try:
+        yield url
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, the system's, driven by Playwright's sync API."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=find_chromium(""), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def started(app: Flask, worker: ProcfileProcess) -> dict[str, dict[str, Any]]:
+    """One run of each kind, queued up front so the worker runs them side by side."""
+    client = app.test_client()
+    return {
+        "passing": start_run(client, PASSING, "greets the visitor"),
+        "failing": start_run(client, FAILING),
+        "broken": start_run(client, SYNTAX_ERROR, "never compiles"),
+    }

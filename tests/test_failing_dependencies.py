@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from supertest.stack import free_port
-from tests.conftest import Worker, make_app
+from tests.conftest import ProcfileProcess, make_app, start_worker
 from tests.helpers import PASSING, start_run, wait_for_run
 
 
@@ -20,8 +20,8 @@ def no_s3_settings(settings: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def no_s3_worker(app: Flask, no_s3_settings: dict[str, str], tmp_path_factory) -> Iterator[Worker]:
-    worker = Worker(no_s3_settings, tmp_path_factory.mktemp("no-s3") / "worker.log")
+def no_s3_worker(app: Flask, no_s3_settings: dict[str, str], tmp_path_factory) -> Iterator[ProcfileProcess]:
+    worker = start_worker(no_s3_settings, tmp_path_factory.mktemp("no-s3") / "worker.log")
     try:
         yield worker
     finally:
@@ -29,7 +29,7 @@ def no_s3_worker(app: Flask, no_s3_settings: dict[str, str], tmp_path_factory) -
 
 
 def test_with_s3_unreachable_the_report_is_kept_on_local_disk_and_served(
-    app: Flask, no_s3_settings: dict[str, str], no_s3_worker: Worker
+    app: Flask, no_s3_settings: dict[str, str], no_s3_worker: ProcfileProcess
 ) -> None:
     no_s3_client = make_app(no_s3_settings).test_client()
     run_id = start_run(no_s3_client, PASSING, "survives storage outage")["runId"]

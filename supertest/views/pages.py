@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
-from htmx_flask import request as htmx_request
+from htmx_flask import request as htmx_request  # Flask's request; its HX-* headers are in `.htmx`
 
 from supertest.events import format_sse
 from supertest.models import TERMINAL, Run
@@ -30,9 +30,12 @@ test('greets and counts clicks', async ({ page }) => {
 """
 
 
-def page_or_fragment(page: str, fragment: str, **context: Any) -> tuple[str, int, dict[str, str]]:
-    """The full page, or just the fragment when HTMX asks (and caches must keep the two apart)."""
-    template = fragment if htmx_request and not htmx_request.boosted else page
+def page_or_fragment(page: str, fragment: str, /, **context: Any) -> tuple[str, int, dict[str, str]]:
+    """The full page, or just the fragment when HTMX asks (and caches must keep the two apart).
+
+    Positional-only, so templates can still be given a `page` (of runs) in `context`.
+    """
+    template = fragment if htmx_request.htmx and not htmx_request.htmx.boosted else page
     return render_template(template, **context), 200, {"Vary": "HX-Request"}
 
 
@@ -68,7 +71,7 @@ def start_playground_run():
         return render_template("runs/_invalid.html", error=error), 422
     run = runs.create_playground_run(script, title)
     runs.enqueue(run)
-    if not htmx_request:
+    if not htmx_request.htmx:
         return redirect(url_for("pages.run", run_id=run.id), 303)
     return render_template("runs/_run.html", run=run, state=run_json(run), in_playground=True), 201
 
