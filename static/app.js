@@ -9,6 +9,7 @@
     var editor = CodeMirror.fromTextArea(textarea, {
       mode: "text/typescript",
       lineNumbers: true,
+      lineWrapping: true,
       matchBrackets: true,
       autoCloseBrackets: true,
       indentUnit: 2,

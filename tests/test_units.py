@@ -11,6 +11,7 @@ from flask_migrate import Config as AlembicConfig
 from supertest import config
 from supertest.events import format_sse
 from supertest.execution import results, spec_filename
+from supertest.services.validation import default_title
 from supertest.storage import BadReportPath, report_key
 
 RUN = "0b7c1c38-4a4e-4c2b-9a57-6a0e1d2f3c4d"
@@ -106,3 +107,13 @@ def test_migrations_have_exactly_one_head() -> None:
     alembic = AlembicConfig(str(config.PROJECT_ROOT / "migrations" / "alembic.ini"))
     alembic.set_main_option("script_location", str(config.PROJECT_ROOT / "migrations"))
     assert len(ScriptDirectory.from_config(alembic).get_heads()) == 1
+
+
+@pytest.mark.parametrize(("script", "title"), [
+    ("import { test } from '@playwright/test';\ntest('logs in', async () => {});", "logs in"),
+    ('test.only("checks out", async () => {}); test("later", async () => {});', "checks out"),
+    ("test(`a ${'template'}`, async () => {})", "a ${'template'}"),
+    ("console.log('no tests here')", "Playground test"),
+])
+def test_untitled_runs_are_named_after_their_first_test(script: str, title: str) -> None:
+    assert default_title(script) == title

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import uuid
 import dataclasses
+import re
 from typing import Any
 
 MAX_TITLE_CHARS = 200
+FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 
 
 @dataclasses.dataclass
@@ -34,7 +36,7 @@ def script_and_title(data: dict[str, Any], max_bytes: int) -> tuple[str, str]:
                               status=413, code="too_large")
     title = data.get("title")
     if title is None or (isinstance(title, str) and not title.strip()):
-        title = "Playground test"
+        title = default_title(script)
     if not isinstance(title, str):
         raise ValidationError("title must be a string", "title")
     if len(title) > MAX_TITLE_CHARS:
@@ -48,3 +50,9 @@ def is_id(value: str) -> bool:
         return str(uuid.UUID(value)) == value.lower()
     except ValueError:
         return False
+
+
+def default_title(script: str) -> str:
+    """The first test's name, so that untitled runs are still told apart in lists."""
+    found = FIRST_TEST_NAME.search(script)
+    return found.group(2)[:MAX_TITLE_CHARS] if found else "Playground test"

@@ -55,7 +55,7 @@ def home():
 @bp.get("/playground")
 def playground():
     """The editor, prefilled with an example or with the script of an earlier run."""
-    script, title = EXAMPLE, "Playground test"
+    script, title = EXAMPLE, ""
     source = runs.get(request.args["from"]) if is_id(request.args.get("from", "")) else None
     if source is not None and source.test is not None:
         script, title = source.test.script, source.test.title
