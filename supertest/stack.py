@@ -52,6 +52,30 @@ def wait_for(check, what: str, timeout: float, process: subprocess.Popen | None 
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
+def signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM a process group and wait until every member is gone (the shell that started a
+    Procfile command exits at once; the server behind it may not), then SIGKILL what is left."""
+    signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        signal_group(process, signal.SIGKILL)
+    process.wait()
+
+
 class Stack:
     """The processes of one Supertest instance, started in order and stopped in reverse."""
 
@@ -98,15 +122,14 @@ class Stack:
         return process
 
     def stop(self) -> None:
-        for _name, process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for _name, process in reversed(self.processes):
-            try:
-                process.wait(timeout=35)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """Web and worker first, then Redis, so the worker can still acknowledge its last message."""
+        services = [process for name, process in self.processes if name != "redis"]
+        for process in services:
+            signal_group(process, signal.SIGTERM)
+        for process in services:
+            stop_process_group(process, timeout=35)
+        for process in (process for name, process in self.processes if name == "redis"):
+            stop_process_group(process, timeout=10)
         self.processes.clear()
 
     def __enter__(self) -> Stack:

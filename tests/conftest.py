@@ -3,7 +3,6 @@ worker running the real `playwright test` in Chromium. A missing service fails t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
-from supertest.stack import free_port, procfile
+from supertest.stack import free_port, procfile, stop_process_group
 from tests.helpers import FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 
@@ -119,13 +118,7 @@ class ProcfileProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process, timeout=40)
 
 
 def start_worker(settings: dict[str, str], log_path: Path) -> ProcfileProcess:
