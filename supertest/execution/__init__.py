@@ -17,6 +17,7 @@ from supertest.services import runs
 
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
+GOOD_OUTCOMES = frozenset({"passed", "flaky", "skipped"})  # a test that passed on a retry still passed
 
 
 def execute_run(run_id: str) -> None:
@@ -45,6 +46,9 @@ def spec_filename(title: str) -> str:
 
 
 def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any) -> None:
+    if run.test is None:
+        runs.finish(run.id, ERROR, error_message="The test was deleted before it could run.")
+        return
     specs = [workspace.Spec(spec_filename(run.title), run.test.script)]
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers=1, retries=0)
     workspace.prepare(run_dir, specs, config["NODE_MODULES"], settings)
@@ -88,7 +92,6 @@ def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Pa
         return ERROR, "No tests found: the script must call test(...) at least once."
     if all(test.error and BROWSER_FAILURE in test.error for test in report.tests):
         return ERROR, "The browser would not start on the worker.\n\n" + (report.tests[0].error or "")
-    if report.count("passed") + report.count("flaky") + report.count("skipped") == len(report.tests) \
-            and not report.errors:
+    if not report.errors and all(test.status in GOOD_OUTCOMES for test in report.tests):
         return PASSED, None
     return FAILED, "\n\n".join(report.errors) or None

@@ -26,9 +26,6 @@ class Report:
     tests: list[CaseResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # errors outside any test: compile errors and the like
 
-    def count(self, status: str) -> int:
-        return sum(1 for test in self.tests if test.status == status)
-
 
 def clean(text: str, run_dir: Path) -> str:
     """Readable text: no colour codes, and paths relative to the run, not the worker's disk."""
