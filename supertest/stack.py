@@ -139,9 +139,15 @@ class Stack:
         self.stop()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> None:
     stack = Stack(os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000")))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Set explicitly: a shell that starts us in the background makes us ignore SIGINT otherwise.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     with stack:
         print(f"\n  Supertest is running at {stack.url}  (Ctrl-C to stop)\n", flush=True)
         try:
