@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, sync_playwright
 from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
 from supertest.stack import free_port, procfile, stop_process_group
-from tests.helpers import FAILING, PASSING, SYNTAX_ERROR, start_run
+from tests.helpers import ENV_PROBE, FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 
 POSTGRES_ADMIN_URL = os.environ.get("SUPERTEST_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
@@ -176,4 +176,5 @@ def started(app: Flask, worker: ProcfileProcess) -> dict[str, dict[str, Any]]:
         "passing": start_run(client, PASSING, "greets the visitor"),
         "failing": start_run(client, FAILING),
         "broken": start_run(client, SYNTAX_ERROR, "never compiles"),
+        "env_probe": start_run(client, ENV_PROBE),
     }

@@ -25,6 +25,17 @@ test('expects the wrong greeting', async ({ page }) => {
 });
 """
 
+# Fails, naming the variables, if any of the app's settings reach the test process.
+ENV_PROBE = """import { test, expect } from '@playwright/test';
+
+test('sees none of the app settings', async () => {
+  const leaked = Object.keys(process.env).filter(name =>
+    /^(DATABASE_URL|REDIS_URL|SECRET_KEY|S3_|AWS_|QUEUE_NAMESPACE|REPORTS_DIR|RUNS_DIR|FLASK)/.test(name));
+  expect(leaked).toEqual([]);
+  expect(process.env.HOME).toBeTruthy();
+});
+"""
+
 SYNTAX_ERROR = """import { test, expect } from '@playwright/test';
 
 test('never compiles', async ({ page }) => {

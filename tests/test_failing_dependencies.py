@@ -38,9 +38,15 @@ def test_with_s3_unreachable_the_report_is_kept_on_local_disk_and_served(
     assert run["reportUrl"]
     assert (Path(no_s3_settings["REPORTS_DIR"]) / run_id / "report" / "index.html").is_file()
     # Served by the regular app too, whose S3 works but does not have this report.
-    response = app.test_client().get(run["reportUrl"])
+    client = app.test_client()
+    response = client.get(run["reportUrl"])
     assert response.status_code == 200
     assert response.mimetype == "text/html"
+    [video] = (Path(no_s3_settings["REPORTS_DIR"]) / run_id / "report" / "data").glob("*.webm")
+    part = client.get(f"/api/test-results/{run_id}/report/data/{video.name}", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.mimetype == "video/webm"
+    assert part.data == video.read_bytes()[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{video.stat().st_size}"
     assert "keeping it on local disk" in no_s3_worker.log()
 
     health = no_s3_client.get("/api/health")

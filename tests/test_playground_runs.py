@@ -121,3 +121,10 @@ def test_runs_are_listed_newest_first_a_page_at_a_time(client: FlaskClient, star
     only_errors = client.get("/api/runs?status=error").get_json()["items"]
     assert ids[2] in [item["id"] for item in only_errors]
     assert all(item["status"] == "error" for item in only_errors)
+
+
+def test_the_test_process_sees_none_of_the_apps_settings(client: FlaskClient, started, settings) -> None:
+    # The worker that ran it has every one of these set (see the `settings` fixture).
+    assert {"DATABASE_URL", "REDIS_URL", "AWS_SECRET_ACCESS_KEY", "SECRET_KEY"} <= set(settings)
+    run = wait_for_run(client, started["env_probe"]["runId"])
+    assert run["status"] == "passed", run["tests"]
