@@ -94,3 +94,11 @@ def test_wrong_method_is_json_too(client: FlaskClient) -> None:
     response = client.get("/api/test")
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_blank_script_in_the_playground_form_explains_itself(app: Flask, client: FlaskClient) -> None:
+    before = counts(app)
+    response = client.post("/playground/runs", data={"script": "  ", "title": ""}, headers={"HX-Request": "true"})
+    assert response.status_code == 422
+    assert "script must not be empty" in response.get_data(as_text=True)
+    assert counts(app) == before

@@ -76,3 +76,10 @@ def test_with_redis_down_a_run_request_is_503_and_the_run_is_not_left_pending(
     health = client.get("/api/health")
     assert health.status_code == 503
     assert health.get_json()["redis"].startswith("error")
+
+
+def test_with_redis_down_the_playground_says_so(app: Flask, settings: dict[str, str]) -> None:
+    client = make_app({**settings, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).test_client()
+    response = client.post("/playground/runs", data={"script": PASSING}, headers={"HX-Request": "true"})
+    assert response.status_code == 503
+    assert "Redis" in response.get_data(as_text=True)

@@ -21,12 +21,13 @@ MAX_PAGE = 100
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 4xx that says what is wrong with it."""
-    if not request.content_length and not request.get_data(cache=True):
+    raw = request.get_data(cache=True)  # within MAX_CONTENT_LENGTH, or Flask has answered 413 already
+    if not raw:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        data = json.loads(request.get_data(cache=True).decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_encoding", "the request body must be UTF-8") from None
     except ValueError as error:

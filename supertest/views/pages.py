@@ -68,9 +68,13 @@ def start_playground_run():
     try:
         script, title = script_and_title(request.form.to_dict(), current_app.config["MAX_SCRIPT_BYTES"])
     except ValidationError as error:
-        return render_template("runs/_invalid.html", error=error), 422
+        return render_template("runs/_invalid.html", message=error.message), 422
     run = runs.create_playground_run(script, title)
-    runs.enqueue(run)
+    try:
+        runs.enqueue(run)
+    except runs.QueueUnavailable:
+        return render_template("runs/_invalid.html", message="The run queue (Redis) is unreachable; "
+                               "the run was recorded as an error. Try again shortly."), 503
     if not htmx_request.htmx:
         return redirect(url_for("pages.run", run_id=run.id), 303)
     return render_template("runs/_run.html", run=run, state=run_json(run), in_playground=True), 201
