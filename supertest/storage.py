@@ -92,12 +92,6 @@ class LocalReports:
         # A rename when the run directory is on the same disk: no copying on the hot path.
         shutil.move(str(report_dir), target)
 
-    def exists(self, run_id: str) -> bool:
-        return (self.root / run_id / "report" / "index.html").is_file()
-
-    def delete(self, run_id: str) -> None:
-        shutil.rmtree(self.root / run_id, ignore_errors=True)
-
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
@@ -130,7 +124,10 @@ class S3Reports:
         except botocore.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
                 raise
-            self.client.create_bucket(Bucket=self.bucket)
+            # AWS wants the region spelt out everywhere but in us-east-1.
+            region = self.client.meta.region_name
+            where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            self.client.create_bucket(Bucket=self.bucket, **where)
         self._bucket_ready = True
 
     def save(self, run_id: str, report_dir: Path) -> None:
@@ -169,13 +166,6 @@ class S3Reports:
             span, _, size = response["ContentRange"].removeprefix("bytes ").partition("/")
             start, total = int(span.split("-")[0]), int(size)
         return ReportFile(response["Body"].iter_chunks(CHUNK), length, total, content_type(key), start)
-
-    def delete(self, run_id: str) -> None:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{run_id}/"):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
 
     def check(self) -> None:
         try:
