@@ -53,6 +53,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = os.environ if env is None else env
     s3_endpoint = _url(env, "S3_ENDPOINT", "", ("http", "https"))
+    max_script_bytes = _int(env, "MAX_SCRIPT_BYTES", 256 * 1024)
     return {
         "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_hex(32),
         "SQLALCHEMY_DATABASE_URI": _database_url(env),
@@ -69,8 +70,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUNS_DIR": Path(env.get("RUNS_DIR", "").strip() or INSTANCE_DIR / "runs"),
         "MAX_CONCURRENT_TESTS": _int(env, "MAX_CONCURRENT_TESTS", 3),
         "TEST_EXECUTION_TIMEOUT_MS": _int(env, "TEST_EXECUTION_TIMEOUT_MS", 900_000, minimum=1000),
-        "MAX_SCRIPT_BYTES": _int(env, "MAX_SCRIPT_BYTES", 256 * 1024),
-        "MAX_CONTENT_LENGTH": _int(env, "MAX_SCRIPT_BYTES", 256 * 1024) + 16 * 1024,
+        "MAX_SCRIPT_BYTES": max_script_bytes,
+        # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
+        "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,
         "SSE_PING_SECONDS": _int(env, "SSE_PING_SECONDS", 15),
         "CHROMIUM_PATH": env.get("CHROMIUM_PATH", "").strip(),
         "PLAYWRIGHT_BROWSERS_PATH": env.get("PLAYWRIGHT_BROWSERS_PATH", "").strip()

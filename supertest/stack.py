@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from supertest.config import INSTANCE_DIR, PROJECT_ROOT
 
@@ -38,7 +39,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(check, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float,
+             process: subprocess.Popen | None = None) -> None:
+    """Poll `check` until it holds; fail early if `process` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -52,28 +55,59 @@ def wait_for(check, what: str, timeout: float, process: subprocess.Popen | None 
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
-def signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+def answers_health(url: str) -> bool:
     try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
+        with urllib.request.urlopen(url + "/api/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
-def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM a process group and wait until every member is gone (the shell that started a
-    Procfile command exits at once; the server behind it may not), then SIGKILL what is left."""
-    signal_group(process, signal.SIGTERM)
+def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Our environment plus `overrides`, with this virtualenv's commands first on PATH."""
+    env = {**os.environ, **overrides}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def spawn(command: str, env: Mapping[str, str], **popen: Any) -> subprocess.Popen:
+    """Start a Procfile command in a process group of its own.
+
+    `exec` puts the command itself in the shell's place, so that the process we signal is the
+    server, which then stops its own children in its own way.
+    """
+    return subprocess.Popen(f"exec {command}", shell=True, env=env, cwd=PROJECT_ROOT,
+                            start_new_session=True, **popen)
+
+
+def terminate(process: subprocess.Popen) -> None:
+    """Ask the group's leader, and only it, to stop: a second SIGTERM makes a Dramatiq worker
+    process quit at once instead of finishing its message."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+
+def wait_gone(process: subprocess.Popen, timeout: float) -> None:
+    """Wait until every member of the process group is gone; SIGKILL what is left after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        process.poll()
+        process.poll()  # reap the leader, or the group never looks empty
         try:
             os.killpg(process.pid, 0)
         except ProcessLookupError:
             break
         time.sleep(0.05)
     else:
-        signal_group(process, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait()
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
+    terminate(process)
+    wait_gone(process, timeout)
 
 
 class Stack:
@@ -81,8 +115,7 @@ class Stack:
 
     def __init__(self, host: str, port: int, env: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
-        self.env = {**os.environ, **(env or {}), "HOST": host, "PORT": str(port)}
-        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
+        self.env = process_env({**(env or {}), "HOST": host, "PORT": str(port)})
         self.processes: list[tuple[str, subprocess.Popen]] = []
 
     @property
@@ -98,8 +131,7 @@ class Stack:
             subprocess.run(commands["release"], shell=True, check=True, env=self.env, cwd=PROJECT_ROOT)
             web = self._spawn("web", commands["web"])
             self._spawn("worker", commands["worker"])
-            wait_for(lambda: urllib.request.urlopen(self.url + "/api/health", timeout=2).status == 200,
-                     "the web server", 60, web)
+            wait_for(lambda: answers_health(self.url), "the web server", 60, web)
         except BaseException:
             self.stop()
             raise
@@ -117,7 +149,7 @@ class Stack:
                  "redis-server", 10, self.processes[-1][1])
 
     def _spawn(self, name: str, command: str) -> subprocess.Popen:
-        process = subprocess.Popen(command, shell=True, env=self.env, cwd=PROJECT_ROOT, start_new_session=True)
+        process = spawn(command, self.env)
         self.processes.append((name, process))
         return process
 
@@ -125,9 +157,9 @@ class Stack:
         """Web and worker first, then Redis, so the worker can still acknowledge its last message."""
         services = [process for name, process in self.processes if name != "redis"]
         for process in services:
-            signal_group(process, signal.SIGTERM)
+            terminate(process)
         for process in services:
-            stop_process_group(process, timeout=35)
+            wait_gone(process, timeout=35)
         for process in (process for name, process in self.processes if name == "redis"):
             stop_process_group(process, timeout=10)
         self.processes.clear()

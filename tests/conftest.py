@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +18,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
-from supertest.stack import free_port, procfile, stop_process_group
+from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, \
+    wait_for
 from tests.helpers import ENV_PROBE, FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 
@@ -101,18 +99,14 @@ class ProcfileProcess:
 
     def __init__(self, name: str, settings: dict[str, str], log_path: Path, ready: Callable[[ProcfileProcess], bool],
                  timeout: float = 60) -> None:
-        env = {**os.environ, **settings, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        self.name, self.log_path = name, log_path
-        self.process = subprocess.Popen(
-            procfile()[name], shell=True, env=env, cwd=config.PROJECT_ROOT, start_new_session=True,
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while not ready(self):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the {name} process did not start:\n{self.log()[-3000:]}")
-            time.sleep(0.1)
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.process = spawn(procfile()[name], process_env(settings), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: ready(self), f"the {name} process", timeout, self.process)
+        except RuntimeError as error:
+            self.stop()
+            raise RuntimeError(f"{error}:\n{self.log()[-3000:]}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -123,14 +117,6 @@ class ProcfileProcess:
 
 def start_worker(settings: dict[str, str], log_path: Path) -> ProcfileProcess:
     return ProcfileProcess("worker", settings, log_path, lambda worker: "ready for action" in worker.log())
-
-
-def answers_health(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/api/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="session")

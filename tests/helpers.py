@@ -7,7 +7,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-TERMINAL = {"passed", "failed", "error", "timeout", "cancelled"}
+from supertest.models import TERMINAL
+
 
 PASSING = """import { test, expect } from '@playwright/test';
 

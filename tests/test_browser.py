@@ -120,11 +120,16 @@ def test_playground_runs_the_example_live_and_shows_its_report(page: Page) -> No
     assert live == [f"/runs/{first}/live", f"/runs/{second}/live"], live
 
 
-def test_failed_assertion_shows_playwrights_message_without_colour_codes(page: Page) -> None:
+def run_fresh_playground(page: Page, script: str, status: str) -> None:
+    """Open the playground, run `script` and wait for the run to end with `status`."""
     page.goto("/playground")
     expect(page.locator(".CodeMirror")).to_be_visible()
-    run_in_playground(page, FAILING)
-    expect_status(page, "failed")
+    run_in_playground(page, script)
+    expect_status(page, status)
+
+
+def test_failed_assertion_shows_playwrights_message_without_colour_codes(page: Page) -> None:
+    run_fresh_playground(page, FAILING, "failed")
     row = page.locator("#run .test-row")
     expect(row).to_contain_text("expects the wrong greeting")
     expect(row.locator(".badge")).to_have_text("failed")
@@ -138,10 +143,7 @@ def test_failed_assertion_shows_playwrights_message_without_colour_codes(page: P
 
 
 def test_syntax_error_shows_status_error_with_the_line(page: Page) -> None:
-    page.goto("/playground")
-    expect(page.locator(".CodeMirror")).to_be_visible()
-    run_in_playground(page, SYNTAX_ERROR)
-    expect_status(page, "error")
+    run_fresh_playground(page, SYNTAX_ERROR, "error")
     message = page.locator("#run pre.run-error")
     expect(message).to_contain_text("SyntaxError")
     expect(message).to_contain_text(re.compile(r"\.spec\.ts:4:\d+"))
