@@ -34,7 +34,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/overhead.py` from anywhere
 from supertest import config  # noqa: E402
-from supertest.execution import results, runner, spec_filename, workspace  # noqa: E402
+from supertest.execution import results, runner, workspace  # noqa: E402
+from supertest.services.runs import spec_filename  # noqa: E402
 from supertest.models import PASSED, TERMINAL  # noqa: E402
 from supertest.stack import Stack, free_port  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Database tables: saved and playground tests, runs, and per-test results."""
+"""Database tables: tests (saved and playground), jobs, runs, the tests each run ran, and per-case results."""
 from __future__ import annotations
 
 import uuid
@@ -13,6 +13,8 @@ PENDING, RUNNING = "pending", "running"
 PASSED, FAILED, ERROR, TIMEOUT, CANCELLED = "passed", "failed", "error", "timeout", "cancelled"
 TERMINAL = frozenset({PASSED, FAILED, ERROR, TIMEOUT, CANCELLED})
 STATUSES = (PENDING, RUNNING, PASSED, FAILED, ERROR, TIMEOUT, CANCELLED)
+FLAKY, SKIPPED = "flaky", "skipped"
+TRIGGERS = ("playground", "ui", "api")
 
 
 def new_id() -> str:
@@ -35,8 +37,42 @@ class Test(db.Model):
     # Playground scripts are kept for their runs' sake but are not listed as saved tests.
     saved: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
-    runs: Mapped[list[Run]] = relationship(back_populates="test")
+
+class Job(db.Model):
+    """A suite: an ordered list of saved tests that run together in one `playwright test`."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Playwright's own retries for each test; a test that passes on a retry is flaky.
+    retries: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    last_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+
+    entries: Mapped[list[JobTest]] = relationship(
+        order_by="JobTest.position", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def tests(self) -> list[Test]:
+        return [entry.test for entry in self.entries]
+
+
+class JobTest(db.Model):
+    """A test's place in a job. Deleting the test takes it out of the job."""
+
+    __tablename__ = "job_tests"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(primary_key=True)
+    test_id: Mapped[str] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"), index=True)
+
+    test: Mapped[Test] = relationship()
 
 
 class Run(db.Model):
@@ -48,6 +84,10 @@ class Run(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(10), default="test")
     test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    # Where it was started: "playground", "ui" (a Run button) or "api".
+    trigger: Mapped[str] = mapped_column(String(12), default="api")
+    retries: Mapped[int] = mapped_column(default=0)
     title: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(12), default=PENDING, index=True)
     attempt: Mapped[int] = mapped_column(default=1)
@@ -63,9 +103,13 @@ class Run(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
 
-    test: Mapped[Test | None] = relationship(back_populates="runs")
+    test: Mapped[Test | None] = relationship()
+    job: Mapped[Job | None] = relationship()
+    specs: Mapped[list[RunTest]] = relationship(
+        back_populates="run", order_by="RunTest.position", cascade="all, delete-orphan", passive_deletes=True
+    )
     results: Mapped[list[TestResult]] = relationship(
-        back_populates="run", order_by="TestResult.position", cascade="all, delete-orphan"
+        back_populates="run", order_by="TestResult.position", cascade="all, delete-orphan", passive_deletes=True
     )
 
     @property
@@ -77,6 +121,26 @@ class Run(db.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)
+
+
+class RunTest(db.Model):
+    """A test as one run ran it: the script is copied when the run is requested, so later edits
+    or a deletion do not change a queued run, and history keeps what actually ran."""
+
+    __tablename__ = "run_tests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(100))
+    script: Mapped[str] = mapped_column(Text)
+    # This test's outcome in the run: pending until the run ends, then one of SPEC_STATUSES.
+    status: Mapped[str] = mapped_column(String(12), default=PENDING)
+
+    run: Mapped[Run] = relationship(back_populates="specs")
+    test: Mapped[Test | None] = relationship()
 
 
 class TestResult(db.Model):
@@ -93,8 +157,11 @@ class TestResult(db.Model):
     duration_ms: Mapped[int] = mapped_column(default=0)
     retries: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # The test (spec file) this case came from; None only for results older than run_tests.
+    run_test_id: Mapped[int | None] = mapped_column(ForeignKey("run_tests.id", ondelete="CASCADE"), index=True)
 
     run: Mapped[Run] = relationship(back_populates="results")
+    spec: Mapped[RunTest | None] = relationship()
 
 
 def as_utc(moment: datetime) -> datetime:

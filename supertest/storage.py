@@ -92,6 +92,9 @@ class LocalReports:
         # A rename when the run directory is on the same disk: no copying on the hot path.
         shutil.move(str(report_dir), target)
 
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self.root / run_id, ignore_errors=True)
+
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
@@ -144,6 +147,24 @@ class S3Reports:
         key = f"{run_id}/report/{file.relative_to(report_dir).as_posix()}"
         self.client.upload_file(str(file), self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
 
+    def delete(self, run_id: str) -> None:
+        """Remove every object under the run's prefix, a thousand (S3's limit) at a time."""
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{run_id}/")
+            for page in pages:
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    answer = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    if answer.get("Errors"):
+                        raise StorageError(f"could not delete {answer['Errors'][0].get('Key')}: "
+                                           f"{answer['Errors'][0].get('Message')}")
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return
+            raise StorageError(str(error)) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise StorageError(str(error)) from error
+
     def open(self, key: str, range_header: str | None) -> ReportFile | None:
         """Stream an object, honouring a Range header; None when there is no such object."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -195,6 +216,15 @@ class ReportStore:
                 log.warning("upload of run %s's report failed; keeping it on local disk", run_id, exc_info=True)
         self.local.save(run_id, report_dir)
         return LOCAL
+
+    def delete(self, run_id: str, kind: str, where: str) -> None:
+        """Remove a run's report from where it was stored; StorageError if S3 cannot be reached."""
+        if where == S3:
+            bucket = self.buckets.get(kind)
+            if bucket is None:
+                raise StorageError(f"run {run_id}'s report is in S3, but S3 is not configured")
+            bucket.delete(run_id)
+        self.local.delete(run_id)
 
     def bucket(self, kind: str) -> S3Reports | None:
         return self.buckets.get(kind)

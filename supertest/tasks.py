@@ -16,6 +16,11 @@ def execute_test_run(run_id: str) -> None:
     execute_run(run_id)
 
 
+def execute_job_run(run_id: str) -> None:
+    """Run all the tests of a job by its run id."""
+    execute_run(run_id)
+
+
 def declare(broker: dramatiq.Broker, config: Mapping[str, Any]) -> dict[str, dramatiq.Actor]:
     """Bind the actors to a broker, with explicit retry and time limits.
 
@@ -26,8 +31,7 @@ def declare(broker: dramatiq.Broker, config: Mapping[str, Any]) -> dict[str, dra
     backstop_ms = config["TEST_EXECUTION_TIMEOUT_MS"] + 5 * 60_000
     options = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000, "time_limit": backstop_ms}
     return {
-        "execute_test_run": dramatiq.Actor(
-            execute_test_run, broker=broker, actor_name="execute_test_run",
-            queue_name=TEST_QUEUE, priority=0, options=options,
-        ),
+        function.__name__: dramatiq.Actor(function, broker=broker, actor_name=function.__name__,
+                                          queue_name=queue, priority=0, options=options)
+        for function, queue in ((execute_test_run, TEST_QUEUE), (execute_job_run, JOB_QUEUE))
     }

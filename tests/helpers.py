@@ -1,8 +1,12 @@
 """Small helpers the tests share: scripts, starting runs, waiting for them, reading SSE."""
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 import time
+import zipfile
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -101,3 +105,49 @@ def parse_frame(frame: str) -> tuple[str, Any]:
         return event, json.loads(text)
     except ValueError:
         return event, text
+
+
+def passing_script(name: str) -> str:
+    """A test that passes, named `name` (any characters)."""
+    return ("import { test, expect } from '@playwright/test';\n\n"
+            f"test({json.dumps(name)}, async ({{ page }}) => {{\n"
+            "  await page.setContent('<p>ok</p>');\n"
+            "  await expect(page.locator('p')).toHaveText('ok');\n"
+            "});\n")
+
+
+# Fails on its first attempt and passes on the retry: flaky whenever retries ≥ 1.
+FLAKY = """import { test, expect } from '@playwright/test';
+
+test('passes on the second try', async ({ page }, testInfo) => {
+  await page.setContent(`<p>attempt ${testInfo.retry}</p>`);
+  await expect(page.locator('p')).toHaveText('attempt 1', { timeout: 500 });
+});
+"""
+
+
+def save_test(client: FlaskClient, title: str, script: str, description: str = "") -> str:
+    response = client.post("/api/tests", json={"title": title, "script": script, "description": description})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()["id"]
+
+
+def save_job(client: FlaskClient, name: str, test_ids: list[str], retries: int = 0) -> str:
+    response = client.post("/api/jobs", json={"name": name, "testIds": test_ids, "retries": retries})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()["id"]
+
+
+def start_job(client: FlaskClient, job_id: str) -> dict[str, Any]:
+    response = client.post("/api/jobs/run", json={"jobId": job_id})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def report_summary(client: FlaskClient, run_id: str) -> dict[str, Any]:
+    """The data inside a Playwright HTML report (fetched through the proxy): its report.json."""
+    html = client.get(f"/api/test-results/{run_id}/report/index.html").get_data(as_text=True)
+    found = re.search(r'id="playwrightReportBase64">data:application/zip;base64,([^<]+)<', html)
+    assert found, "no embedded report data in index.html"
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1)))) as archive:
+        return json.loads(archive.read("report.json"))

@@ -52,6 +52,15 @@ class S3Server:
                             aws_access_key_id=access_key or self.access_key,
                             aws_secret_access_key=secret_key or self.secret_key)
 
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under ``prefix``; none when the bucket does not exist (yet)."""
+        client = self.client()
+        try:
+            pages = list(client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix))
+        except client.exceptions.NoSuchBucket:
+            return []
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the whole process group, SIGKILL it after ``timeout``; remove its sockets."""
         for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -15,7 +15,7 @@ from tests.helpers import PASSING, read_sse, wait_for_run
 def test_stream_pings_while_waiting_and_closes_on_the_terminal_status(app: Flask, settings: dict[str, str]) -> None:
     app = make_app({**settings, "SSE_PING_SECONDS": "1"})  # same (migrated) database, quicker pings
     with app.app_context():
-        run_id = runs.create_playground_run(PASSING, "waits for nobody").id  # not queued: stays pending
+        run_id = runs.create_playground_run(PASSING, "waits for nobody", trigger="api").id  # not queued: stays pending
 
     def end_it_later() -> None:
         time.sleep(2.5)

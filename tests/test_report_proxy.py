@@ -51,7 +51,7 @@ def test_missing_file_in_a_report_is_404(client: FlaskClient, started) -> None:
 
 def test_run_still_going_answers_202(app: Flask, client: FlaskClient) -> None:
     with app.app_context():
-        run = runs.create_playground_run(PASSING, "not queued")  # never enqueued: stays pending
+        run = runs.create_playground_run(PASSING, "not queued", trigger="api")  # never enqueued: stays pending
         run_id = run.id
     response = client.get(f"/api/test-results/{run_id}/report/index.html")
     assert response.status_code == 202
@@ -60,7 +60,7 @@ def test_run_still_going_answers_202(app: Flask, client: FlaskClient) -> None:
 
 def test_finished_run_without_report_is_404_with_its_error(app: Flask, client: FlaskClient) -> None:
     with app.app_context():
-        run_id = runs.create_playground_run(PASSING, "no report").id
+        run_id = runs.create_playground_run(PASSING, "no report", trigger="api").id
         runs.finish(run_id, ERROR, error_message="The browser would not start on the worker.")
     response = client.get(f"/api/test-results/{run_id}/report/index.html")
     assert response.status_code == 404

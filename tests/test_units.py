@@ -10,7 +10,8 @@ from flask_migrate import Config as AlembicConfig
 
 from supertest import config
 from supertest.events import format_sse
-from supertest.execution import results, spec_filename
+from supertest.execution import results
+from supertest.services.runs import spec_filename
 from supertest.services.validation import default_title
 from supertest.storage import BadReportPath, report_key
 

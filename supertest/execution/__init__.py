@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,12 +11,12 @@ from flask import current_app
 
 from supertest import events
 from supertest.execution import results, runner, workspace
-from supertest.models import ERROR, FAILED, PASSED, TIMEOUT, Run
+from supertest.execution.progress import GOOD, Progress, spec_outcome
+from supertest.models import CANCELLED, ERROR, FAILED, PASSED, TIMEOUT, Run
 from supertest.services import runs
 
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
-GOOD_OUTCOMES = frozenset({"passed", "flaky", "skipped"})  # a test that passed on a retry still passed
 
 
 def execute_run(run_id: str) -> None:
@@ -39,43 +38,42 @@ def execute_run(run_id: str) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def spec_filename(title: str) -> str:
-    """A file name Playwright will pick up, recognisable in the report, safe on any disk."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-")[:60] or "test"
-    return f"{stem}.spec.ts"
-
-
 def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any) -> None:
-    if run.test is None:
-        runs.finish(run.id, ERROR, error_message="The test was deleted before it could run.")
-        return
-    specs = [workspace.Spec(spec_filename(run.title), run.test.script)]
-    settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers=1, retries=0)
+    specs = [workspace.Spec(spec.filename, spec.script) for spec in run.specs]
+    # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
+    workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
+    settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
     workspace.prepare(run_dir, specs, config["NODE_MODULES"], settings)
     redis = events.redis_client()  # the reporter's lines are read on a thread without an app context
+    progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
+                        lambda name, data: events.publish(run.id, name, data, redis))
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is not installed on this worker")
     outcome = runner.run_playwright(
         node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", run_dir,
         runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
-        config["TEST_EXECUTION_TIMEOUT_MS"] / 1000,
-        lambda event: _relay(run.id, event, redis),
+        config["TEST_EXECUTION_TIMEOUT_MS"] / 1000, progress,
     )
     report = results.read_report(run_dir / "results.json", run_dir)
     status, message = _verdict(outcome, report, run_dir, config["TEST_EXECUTION_TIMEOUT_MS"])
     store = None
+    reports = current_app.extensions["reports"]
     if (run_dir / "report" / "index.html").is_file():
-        store = current_app.extensions["reports"].save(run.id, run.kind, run_dir / "report")
-    runs.finish(run.id, status, error_message=message, report_store=store,
-                results=tuple(report.tests) if report else ())
+        store = reports.save(run.id, run.kind, run_dir / "report")
+    cases = tuple(report.tests) if report else ()
+    if runs.finish(run.id, status, error_message=message, report_store=store, results=cases,
+                   spec_statuses=_spec_statuses(specs, cases, status)) is None and store and runs.get(run.id) is None:
+        reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
 
 
-def _relay(run_id: str, event: dict[str, Any], redis: Any) -> None:
-    """Pass the reporter's live events on to the run's viewers."""
-    name = event.pop("event", None)
-    if name in ("test", "begin"):
-        events.publish(run_id, name, event, redis)
+def _spec_statuses(specs: list[workspace.Spec], cases: tuple[results.CaseResult, ...], status: str) -> dict[str, str]:
+    """Each test's outcome from its cases; a test with no results shares the run's fate."""
+    outcomes = {}
+    for spec in specs:
+        statuses = [case.status for case in cases if case.file == spec.filename]
+        outcomes[spec.filename] = spec_outcome(statuses) if statuses else (status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR)
+    return outcomes
 
 
 def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Path,
@@ -92,6 +90,6 @@ def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Pa
         return ERROR, "No tests found: the script must call test(...) at least once."
     if all(test.error and BROWSER_FAILURE in test.error for test in report.tests):
         return ERROR, "The browser would not start on the worker.\n\n" + (report.tests[0].error or "")
-    if not report.errors and all(test.status in GOOD_OUTCOMES for test in report.tests):
+    if not report.errors and all(test.status in GOOD for test in report.tests):
         return PASSED, None
     return FAILED, "\n\n".join(report.errors) or None

@@ -7,7 +7,13 @@ const emit = (event) => process.stdout.write(PREFIX + JSON.stringify(event) + '\
 
 class SupertestReporter {
   onBegin(config, suite) {
-    emit({ event: 'begin', total: suite.allTests().length });
+    const tests = suite.allTests();
+    const files = {};
+    for (const test of tests) {
+      const file = path.basename(test.location.file);
+      files[file] = (files[file] || 0) + 1;
+    }
+    emit({ event: 'begin', total: tests.length, files });
   }
 
   onTestEnd(test, result) {
@@ -22,6 +28,8 @@ class SupertestReporter {
       retry: result.retry,
       durationMs: result.duration,
       error: error ? String(error).slice(0, 4000) : null,
+      // Playwright runs a failed attempt again while retries are left (not after an interruption).
+      willRetry: !['skipped', 'interrupted', test.expectedStatus].includes(result.status) && result.retry < test.retries,
     });
   }
 

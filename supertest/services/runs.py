@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 
 from supertest import events
 from supertest.extensions import db
-from supertest.models import ERROR, PENDING, RUNNING, TERMINAL, Run, Test, TestResult, new_id, utcnow
+from supertest.models import ERROR, PENDING, RUNNING, TERMINAL, Run, RunTest, Test, TestResult, new_id, utcnow
 from supertest.services.serialize import run_json
 
 if TYPE_CHECKING:  # execution depends on this module, not the other way round
@@ -25,20 +27,45 @@ class QueueUnavailable(Exception):
     """The run was saved but could not be queued; it has been marked as an error."""
 
 
-def create_playground_run(script: str, title: str) -> Run:
-    """Save the playground script and a pending run for it. The test and run share one id."""
+ACTORS = {"test": "execute_test_run", "job": "execute_job_run"}
+
+
+def create_playground_run(script: str, title: str, trigger: str, saved: Test | None = None) -> Run:
+    """A pending run of code typed in the playground.
+
+    Code that belongs to no saved test is kept as an unsaved test sharing the run's id (API.md);
+    code edited from a saved test counts in that test's history.
+    """
     run_id = new_id()
-    db.session.add(Test(id=run_id, title=title, script=script, saved=False))
-    run = Run(id=run_id, kind="test", test_id=run_id, title=title, status=PENDING)
+    if saved is None:
+        saved = Test(id=run_id, title=title, script=script, saved=False)
+        db.session.add(saved)
+    return create_run(Run(id=run_id, kind="test", test_id=saved.id, title=title, trigger=trigger),
+                      [(saved, title, script)])
+
+
+def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
+    """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
+    numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
+    run.status = PENDING
+    run.specs = [RunTest(position=i, test_id=test.id, title=title, script=script,
+                         filename=spec_filename(title, i + 1 if numbered else None))
+                 for i, (test, title, script) in enumerate(tests)]
     db.session.add(run)
     db.session.commit()
     return run
 
 
+def spec_filename(title: str, number: int | None = None) -> str:
+    """A file name Playwright will pick up, recognisable in the report, safe on any disk."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-")[:60] or "test"
+    return f"{number:03d}-{stem}.spec.ts" if number else f"{stem}.spec.ts"
+
+
 def enqueue(run: Run) -> None:
     """Queue a committed run. If the queue is unreachable the run ends as an error, not pending forever."""
     try:
-        current_app.extensions["actors"]["execute_test_run"].send(run.id)
+        current_app.extensions["actors"][ACTORS[run.kind]].send(run.id)
     except Exception as error:  # any broker failure: connection, timeout, auth
         log.exception("could not queue run %s", run.id)
         finish(run.id, ERROR, error_message=f"The run could not be queued: {error}")
@@ -50,31 +77,44 @@ def claim(run_id: str) -> Run | None:
     return _transition(run_id, (PENDING,), {"status": RUNNING, "started_at": utcnow()})
 
 
-def finish(run_id: str, status: str, error_message: str | None = None,
-           report_store: str | None = None, results: tuple[CaseResult, ...] = ()) -> Run | None:
-    """Record a terminal status once; a run that has already ended keeps its first outcome."""
+def finish(run_id: str, status: str, error_message: str | None = None, report_store: str | None = None,
+           results: tuple[CaseResult, ...] = (), spec_statuses: dict[int, str] | None = None) -> Run | None:
+    """Record a terminal status once; a run that has already ended keeps its first outcome.
+
+    `results` are matched to the run's tests by file name; `spec_statuses` maps a test's file name
+    to its outcome in this run (a test not named there takes the run's status).
+    """
     assert status in TERMINAL
     counts = {name: sum(1 for r in results if r.status == name) for name in ("passed", "flaky", "skipped")}
     values = {"status": status, "error_message": error_message, "report_store": report_store,
               "finished_at": utcnow(), "total": len(results), "failed": len(results) - sum(counts.values()),
               **counts}
-    rows = [TestResult(run_id=run_id, position=i, title=r.title, file=r.file, status=r.status,
-                       duration_ms=r.duration_ms, retries=r.retries, error=r.error)
-            for i, r in enumerate(results)]
-    return _transition(run_id, (PENDING, RUNNING), values, rows)
+
+    def record() -> None:
+        specs = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()
+        by_file = {spec.filename: spec.id for spec in specs}
+        db.session.add_all(
+            TestResult(run_id=run_id, position=i, title=r.title, file=r.file, status=r.status,
+                       duration_ms=r.duration_ms, retries=r.retries, error=r.error, run_test_id=by_file.get(r.file))
+            for i, r in enumerate(results))
+        for spec in specs:
+            spec.status = (spec_statuses or {}).get(spec.filename, status)
+
+    return _transition(run_id, (PENDING, RUNNING), values, record)
 
 
 def _transition(run_id: str, allowed_from: tuple[str, ...], values: dict,
-                rows: list[TestResult] | None = None) -> Run | None:
+                also: Callable[[], None] | None = None) -> Run | None:
     """Change a run's status by a conditional update (compare-and-set), then tell its viewers.
 
+    `also` adds more changes to the same transaction, only when the status did change.
     None when the run was not in one of `allowed_from`: someone else already moved it on.
     """
     changed = db.session.execute(
         update(Run).where(Run.id == run_id, Run.status.in_(allowed_from)).values(**values)
     ).rowcount
-    if changed and rows:
-        db.session.add_all(rows)
+    if changed and also:
+        also()
     db.session.commit()
     if not changed:
         return None
@@ -94,13 +134,18 @@ class Page:
 
 
 def list_runs(limit: int, cursor: str | None = None, status: str | None = None,
-              test_id: str | None = None) -> Page:
-    """Runs newest first, by keyset pagination on (created_at, id)."""
+              test_id: str | None = None, job_id: str | None = None) -> Page:
+    """Runs newest first, by keyset pagination on (created_at, id).
+
+    `test_id` selects every run that ran the test: its own, the playground's and its jobs'.
+    """
     query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
     if status:
         query = query.where(Run.status == status)
     if test_id:
-        query = query.where(Run.test_id == test_id)
+        query = query.where(Run.id.in_(select(RunTest.run_id).where(RunTest.test_id == test_id)))
+    if job_id:
+        query = query.where(Run.job_id == job_id)
     if cursor:
         created, run_id = decode_cursor(cursor)
         query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
@@ -122,3 +167,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created), run_id
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError("malformed cursor") from error
+
+
+class Busy(Exception):
+    """Something cannot be deleted while one of its runs is still queued or running."""
+
+
+def delete_runs(query: Select) -> int:
+    """Delete the selected runs and their reports, one run at a time.
+
+    A report goes before its row, so a storage failure (StorageError, raised) leaves the rest of
+    the runs as they were, each still with its report; nothing is left pointing at a deleted report.
+    """
+    active = db.session.scalar(select(func.count()).select_from(
+        query.where(Run.status.in_((PENDING, RUNNING))).subquery()))
+    if active:
+        raise Busy(f"{active} of its runs {'is' if active == 1 else 'are'} still queued or running; "
+                   "delete it once they have finished")
+    deleted = 0
+    reports = current_app.extensions["reports"]
+    for run in db.session.scalars(query).all():
+        if run.report_store:
+            reports.delete(run.id, run.kind, run.report_store)
+        db.session.delete(run)
+        db.session.commit()
+        deleted += 1
+    return deleted

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from supertest.models import Run, TestResult, as_utc
+from supertest.models import Job, Run, RunTest, Test, TestResult, as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -17,15 +17,48 @@ def report_url(run_id: str) -> str:
 
 
 def run_links(run: Run) -> dict[str, str]:
+    status = "job-status" if run.kind == "job" else "test-status"
     return {
         "reportUrl": report_url(run.id),
-        "statusUrl": f"/api/test-status/sse/{run.id}",
+        "statusUrl": f"/api/{status}/sse/{run.id}",
         "url": f"/api/runs/{run.id}",
     }
 
 
+def test_json(test: Test) -> dict[str, Any]:
+    return {
+        "id": test.id,
+        "title": test.title,
+        "description": test.description,
+        "script": test.script,
+        "createdAt": iso(test.created_at),
+        "updatedAt": iso(test.updated_at),
+        "url": f"/api/tests/{test.id}",
+    }
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "description": job.description,
+        "retries": job.retries,
+        "testIds": [entry.test_id for entry in job.entries],
+        "tests": [{"id": test.id, "title": test.title} for test in job.tests],
+        "createdAt": iso(job.created_at),
+        "updatedAt": iso(job.updated_at),
+        "lastRunAt": iso(job.last_run_at),
+        "url": f"/api/jobs/{job.id}",
+    }
+
+
+def spec_json(spec: RunTest) -> dict[str, Any]:
+    return {"testId": spec.test_id, "title": spec.title, "file": spec.filename, "status": spec.status}
+
+
 def result_json(result: TestResult) -> dict[str, Any]:
     return {
+        "testId": result.spec.test_id if result.spec else None,
         "title": result.title,
         "file": result.file,
         "status": result.status,
@@ -40,8 +73,10 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
         "id": run.id,
         "kind": run.kind,
         "testId": run.test_id,
-        "jobId": None,
+        "jobId": run.job_id,
         "title": run.title,
+        "trigger": run.trigger,
+        "retries": run.retries,
         "status": run.status,
         "createdAt": iso(run.created_at),
         "startedAt": iso(run.started_at),
@@ -54,5 +89,6 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
                     "flaky": run.flaky, "skipped": run.skipped},
     }
     if with_tests:
+        data["specs"] = [spec_json(spec) for spec in run.specs]
         data["tests"] = [result_json(result) for result in run.results]
     return data

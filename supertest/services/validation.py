@@ -7,6 +7,9 @@ import re
 from typing import Any
 
 MAX_TITLE_CHARS = 200
+MAX_DESCRIPTION_CHARS = 10_000
+MAX_RETRIES = 5
+MAX_JOB_TESTS = 200
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 
 
@@ -21,7 +24,74 @@ class ValidationError(Exception):
 
 def script_and_title(data: dict[str, Any], max_bytes: int) -> tuple[str, str]:
     """The script to run and its label, from a playground request."""
-    script = data.get("script")
+    script = _script(data.get("script"), max_bytes)
+    return script, _title(data.get("title"), script)
+
+
+def test_fields(data: dict[str, Any], max_bytes: int, current: dict[str, str] | None = None) -> dict[str, str]:
+    """title, script and description of a saved test. With `current` (an edit), missing fields keep their value."""
+    fields = dict(current or {})
+    if "script" in data or current is None:
+        fields["script"] = _script(data.get("script"), max_bytes)
+    if "title" in data or current is None:
+        fields["title"] = _title(data.get("title"), fields["script"])
+    if "description" in data or current is None:
+        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+    return fields
+
+
+def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """name, description, retries and testIds of a job; which ids exist is checked by the caller."""
+    fields = dict(current or {})
+    if "name" in data or current is None:
+        name = data.get("name")
+        if name is None or (isinstance(name, str) and not name.strip()):
+            raise ValidationError("name is required", "name")
+        fields["name"] = _text(name, "name", MAX_TITLE_CHARS)
+    if "description" in data or current is None:
+        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+    if "retries" in data or current is None:
+        retries = data.get("retries", 0)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+            raise ValidationError(f"retries must be a whole number from 0 to {MAX_RETRIES}", "retries")
+        fields["retries"] = retries
+    if "testIds" in data or current is None:
+        fields["test_ids"] = _test_ids(data.get("testIds", []))
+    return fields
+
+
+def _test_ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("testIds must be a list of test ids", "testIds")
+    if len(value) > MAX_JOB_TESTS:
+        raise ValidationError(f"a job holds at most {MAX_JOB_TESTS} tests", "testIds")
+    malformed = [item for item in value if not is_id(item)]
+    if malformed:
+        raise ValidationError("testIds holds values that are not ids", "testIds", details={"invalid": malformed})
+    repeated = sorted({item for item in value if value.count(item) > 1})
+    if repeated:
+        raise ValidationError("testIds names a test more than once", "testIds", details={"repeated": repeated})
+    return list(value)
+
+
+def _title(title: Any, script: str) -> str:
+    """A blank title becomes the first test's name, so that tests are still told apart in lists."""
+    if title is None or (isinstance(title, str) and not title.strip()):
+        return default_title(script)
+    return _text(title, "title", MAX_TITLE_CHARS)
+
+
+def _text(value: Any, field: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field)
+    if "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL characters", field)
+    if len(value) > limit:
+        raise ValidationError(f"{field} must be at most {limit} characters", field)
+    return value.strip()
+
+
+def _script(script: Any, max_bytes: int) -> str:
     if script is None:
         raise ValidationError("script is required", "script")
     if not isinstance(script, str):
@@ -34,14 +104,7 @@ def script_and_title(data: dict[str, Any], max_bytes: int) -> tuple[str, str]:
     if size > max_bytes:
         raise ValidationError(f"script is {size} bytes; the limit is {max_bytes}", "script",
                               status=413, code="too_large")
-    title = data.get("title")
-    if title is None or (isinstance(title, str) and not title.strip()):
-        title = default_title(script)
-    if not isinstance(title, str):
-        raise ValidationError("title must be a string", "title")
-    if len(title) > MAX_TITLE_CHARS:
-        raise ValidationError(f"title must be at most {MAX_TITLE_CHARS} characters", "title")
-    return script, title.strip()
+    return script
 
 
 def is_id(value: str) -> bool:

@@ -46,7 +46,8 @@ def found_run(run_id: str) -> Run:
 
 def start_response(run: Run):
     """202 with where to watch the run and read its report (API.md)."""
-    body = {"testId": run.test_id, "runId": run.id, "status": run.status, **run_links(run)}
+    owner = {"jobId": run.job_id} if run.kind == "job" else {"testId": run.test_id}
+    body = {**owner, "runId": run.id, "status": run.status, **run_links(run)}
     return jsonify(body), 202, {"Location": body["url"]}
 
 
@@ -54,7 +55,7 @@ def start_response(run: Run):
 def run_playground_test():
     """Queue a run of code typed in the playground."""
     script, title = script_and_title(json_body(), current_app.config["MAX_SCRIPT_BYTES"])
-    run = runs.create_playground_run(script, title)
+    run = runs.create_playground_run(script, title, trigger="api")
     runs.enqueue(run)
     return start_response(run)
 
@@ -74,14 +75,15 @@ def list_runs():
         raise ApiError(400, "invalid_parameter", "limit must be a whole number", {"field": "limit"}) from None
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_PAGE}", {"field": "limit"})
-    test_id = request.args.get("testId") or None
-    if test_id and not is_id(test_id):
-        raise ApiError(400, "invalid_parameter", "testId must be an id", {"field": "testId"})
+    ids = {name: request.args.get(name) or None for name in ("testId", "jobId")}
+    for name, value in ids.items():
+        if value and not is_id(value):
+            raise ApiError(400, "invalid_parameter", f"{name} must be an id", {"field": name})
     status = request.args.get("status") or None
     if status and status not in STATUSES:
         raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
     try:
-        page = runs.list_runs(limit, request.args.get("cursor") or None, status, test_id)
+        page = runs.list_runs(limit, request.args.get("cursor") or None, status, ids["testId"], ids["jobId"])
     except ValueError:
         raise ApiError(400, "invalid_parameter", "cursor is not one this API gave out", {"field": "cursor"}) from None
     return jsonify({"items": [run_json(run, with_tests=False) for run in page.items], "nextCursor": page.next_cursor})

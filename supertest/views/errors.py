@@ -9,8 +9,10 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from supertest.extensions import db
-from supertest.services.runs import QueueUnavailable
+from supertest.services.jobs import EmptyJob
+from supertest.services.runs import Busy, QueueUnavailable
 from supertest.services.validation import ValidationError
+from supertest.storage import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,20 @@ def init_app(app: Flask) -> None:
     def queue_unavailable(error: QueueUnavailable):
         return error_response(503, "queue_unavailable", f"Redis (the run queue) is unreachable: {error}",
                               {"service": "redis"})
+
+    @app.errorhandler(EmptyJob)
+    def empty_job(error: EmptyJob):
+        return error_response(422, "empty_job", str(error))
+
+    @app.errorhandler(Busy)
+    def busy(error: Busy):
+        return error_response(409, "busy", str(error))
+
+    @app.errorhandler(StorageError)
+    def storage_unavailable(error: StorageError):
+        log.warning("storage unavailable on %s: %s", request.path, error)
+        return error_response(503, "storage_unavailable", f"Report storage is unreachable: {error}",
+                              {"service": "storage"})
 
     @app.errorhandler(OperationalError)
     def database_unavailable(error: OperationalError):

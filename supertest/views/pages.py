@@ -8,7 +8,7 @@ from htmx_flask import request as htmx_request  # Flask's request; its HX-* head
 
 from supertest.events import format_sse
 from supertest.models import TERMINAL, Run
-from supertest.services import runs
+from supertest.services import runs, tests
 from supertest.services.serialize import run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
 from supertest.views.events import sse_response
@@ -69,7 +69,8 @@ def start_playground_run():
         script, title = script_and_title(request.form.to_dict(), current_app.config["MAX_SCRIPT_BYTES"])
     except ValidationError as error:
         return render_template("runs/_invalid.html", message=error.message), 422
-    run = runs.create_playground_run(script, title)
+    saved = tests.get_saved(request.form.get("testId", "")) if is_id(request.form.get("testId", "")) else None
+    run = runs.create_playground_run(script, title, trigger="playground", saved=saved)
     try:
         runs.enqueue(run)
     except runs.QueueUnavailable:

@@ -1,0 +1,71 @@
+"""A run's live progress: the reporter's lines become `begin` and `test` events for its viewers."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from supertest.models import FAILED, FLAKY, PASSED, SKIPPED
+
+Publish = Callable[[str, dict[str, Any]], None]
+GOOD = frozenset({PASSED, FLAKY, SKIPPED})  # a test case that passed on a retry still passed
+
+
+class Progress:
+    """Counts finished test cases and knows which of the run's tests (spec files) each belongs to.
+
+    Called on the reader thread of the Playwright process, one reporter event at a time.
+    """
+
+    def __init__(self, specs: dict[str, tuple[int, str | None]], publish: Publish) -> None:
+        self.specs = specs  # file name → (position, saved test id)
+        self.publish = publish
+        self.total = 0
+        self.done = 0
+        self.per_file: dict[str, int] = {}  # how many cases each file holds
+        self.finished: dict[str, dict[str, str]] = {}  # file → case id → final status
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        name = event.get("event")
+        if name == "begin":
+            self.total = int(event.get("total", 0))
+            self.per_file = {str(k): int(v) for k, v in (event.get("files") or {}).items()}
+            self.publish("begin", {"total": self.total})
+        elif name == "test":
+            self.publish("test", self._test(event))
+
+    def _test(self, event: dict[str, Any]) -> dict[str, Any]:
+        file = str(event.get("file", ""))
+        position, test_id = self.specs.get(file, (None, None))
+        if event.get("willRetry"):
+            status = "retrying"
+        elif event.get("outcome") == FLAKY:
+            status = FLAKY
+        else:
+            status = str(event.get("status"))
+        if status != "retrying":
+            self.done += 1
+            self.finished.setdefault(file, {})[str(event.get("id"))] = status
+        return {
+            "title": event.get("title"), "file": file, "status": status,
+            "durationMs": event.get("durationMs"), "retries": event.get("retry", 0), "error": event.get("error"),
+            "testId": test_id, "position": position, "specStatus": self.spec_status(file),
+            "done": self.done, "total": self.total,
+        }
+
+    def spec_status(self, file: str) -> str:
+        """The test's status so far: running until all its cases are final, then the worst of them."""
+        finished = self.finished.get(file, {})
+        if len(finished) < self.per_file.get(file, 0):
+            return "running"
+        return spec_outcome(list(finished.values()))
+
+
+def spec_outcome(statuses: list[str]) -> str:
+    """One test's outcome from the statuses of its cases."""
+    if any(status not in GOOD for status in statuses):
+        return FAILED
+    if FLAKY in statuses:
+        return FLAKY
+    if statuses and all(status == SKIPPED for status in statuses):
+        return SKIPPED
+    return PASSED

@@ -1,0 +1,73 @@
+"""Jobs (suites): an ordered list of saved tests, run together as one run."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from supertest.extensions import db
+from supertest.models import Job, JobTest, Run, Test, utcnow
+from supertest.services import runs
+from supertest.services.validation import ValidationError
+
+
+class EmptyJob(Exception):
+    """A job with no tests has nothing to run."""
+
+
+def list_jobs() -> list[Job]:
+    return list(db.session.scalars(select(Job).order_by(Job.name, Job.id)))
+
+
+def get(job_id: str) -> Job | None:
+    return db.session.get(Job, job_id)
+
+
+def create(fields: dict[str, Any]) -> Job:
+    job = Job()
+    db.session.add(job)
+    return update(job, fields)
+
+
+def update(job: Job, fields: dict[str, Any]) -> Job:
+    """Apply validated fields; `test_ids` must all name saved tests, or nothing is saved."""
+    fields = dict(fields)
+    test_ids = fields.pop("test_ids", None)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    if test_ids is not None:
+        found = {test.id for test in db.session.scalars(select(Test).where(Test.id.in_(test_ids), Test.saved))}
+        unknown = [test_id for test_id in test_ids if test_id not in found]
+        if unknown:
+            db.session.rollback()
+            raise ValidationError("testIds names tests that do not exist", "testIds", status=422,
+                                  details={"unknown": unknown})
+        job.entries.clear()
+        db.session.flush()  # the old positions go before the new ones take their place
+        job.entries.extend(JobTest(position=i, test_id=test_id) for i, test_id in enumerate(test_ids))
+    db.session.commit()
+    return job
+
+
+def as_fields(job: Job) -> dict[str, Any]:
+    return {"name": job.name, "description": job.description, "retries": job.retries,
+            "test_ids": [entry.test_id for entry in job.entries]}
+
+
+def delete(job: Job) -> int:
+    """Delete a job with its runs and their reports; its tests stay. Raises runs.Busy while a run is active."""
+    deleted = runs.delete_runs(select(Run).where(Run.job_id == job.id))
+    db.session.delete(job)
+    db.session.commit()
+    return deleted
+
+
+def start_run(job: Job, trigger: str) -> Run:
+    """Queue a run of the job's tests as they are saved now, in the job's order."""
+    if not job.entries:
+        raise EmptyJob(f"job {job.name!r} has no tests; add at least one before running it")
+    job.last_run_at = utcnow()
+    run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger=trigger, retries=job.retries),
+                          [(test, test.title, test.script) for test in job.tests])
+    runs.enqueue(run)
+    return run

@@ -1,0 +1,68 @@
+"""JSON endpoints for jobs (suites): /api/jobs."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from supertest.models import Job
+from supertest.services import jobs
+from supertest.services.serialize import job_json
+from supertest.services.validation import is_id, job_fields
+from supertest.views.api import json_body, start_response
+from supertest.views.errors import ApiError
+
+bp = Blueprint("api_jobs", __name__, url_prefix="/api/jobs")
+
+
+def found_job(job_id: object) -> Job:
+    job = jobs.get(job_id) if isinstance(job_id, str) and is_id(job_id) else None
+    if job is None:
+        raise ApiError(404, "not_found", f"no job with id {job_id!r}", {"field": "jobId"})
+    return job
+
+
+@bp.get("")
+def list_jobs():
+    """Every job, by name."""
+    return jsonify({"items": [job_json(job) for job in jobs.list_jobs()]})
+
+
+@bp.post("")
+def create_job():
+    """Make a job from a name, a description and saved tests in order."""
+    job = jobs.create(job_fields(json_body()))
+    return jsonify(job_json(job)), 201, {"Location": f"/api/jobs/{job.id}"}
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str):
+    """One job and its tests in order."""
+    return jsonify(job_json(found_job(job_id)))
+
+
+@bp.put("/<job_id>")
+def update_job(job_id: str):
+    """Change a job; fields left out keep their value, `testIds` replaces the list and its order."""
+    job = found_job(job_id)
+    return jsonify(job_json(jobs.update(job, job_fields(json_body(), jobs.as_fields(job)))))
+
+
+@bp.delete("/<job_id>")
+def delete_job(job_id: str):
+    """Delete a job, its runs and their reports; its tests stay."""
+    deleted = jobs.delete(found_job(job_id))
+    return jsonify({"deleted": job_id, "deletedRuns": deleted})
+
+
+@bp.post("/run")
+def run_job_by_body():
+    """Queue a run of the job named by `jobId`; its tests are read from the database."""
+    data = json_body()
+    if "jobId" not in data:
+        raise ApiError(422, "validation_error", "jobId is required", {"field": "jobId"})
+    return start_response(jobs.start_run(found_job(data["jobId"]), trigger="api"))
+
+
+@bp.post("/<job_id>/run")
+def run_job(job_id: str):
+    """Queue a run of the job."""
+    return start_response(jobs.start_run(found_job(job_id), trigger="api"))
