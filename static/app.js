@@ -1,4 +1,4 @@
-// Small progressive enhancements: the code editor, Ctrl+Enter to run, and ticking elapsed times.
+// Small progressive enhancements: the code editor, Ctrl+Enter to run, confirmations, ticking elapsed times.
 (function () {
   "use strict";
 
@@ -35,6 +35,12 @@
       if (!isNaN(started)) el.textContent = Math.max(0, Math.round((Date.now() - started) / 1000)) + " s";
     });
   }
+
+  // Forms that destroy something say what first (data-confirm); without JavaScript they just go.
+  document.addEventListener("submit", function (event) {
+    var message = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
 
   document.addEventListener("DOMContentLoaded", setUpEditor);
   setInterval(tickElapsed, 1000);

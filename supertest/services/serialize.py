@@ -92,3 +92,11 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
         data["specs"] = [spec_json(spec) for spec in run.specs]
         data["tests"] = [result_json(result) for result in run.results]
     return data
+
+
+def cases_by_spec(run: Run) -> dict[int | None, list[dict[str, Any]]]:
+    """A run's results grouped under the test (RunTest id) they came from, for the run page."""
+    grouped: dict[int | None, list[dict[str, Any]]] = {}
+    for result in run.results:
+        grouped.setdefault(result.run_test_id, []).append(result_json(result))
+    return grouped

@@ -1,4 +1,4 @@
-"""Template filters for times and durations."""
+"""Template filters for times, durations and triggers."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,5 +30,13 @@ def age(moment: datetime | None) -> str:
     return "just now"
 
 
+TRIGGERS = {"playground": "Playground", "ui": "Run button", "api": "API"}
+
+
+def trigger(name: str) -> str:
+    """How a run was started, in words."""
+    return TRIGGERS.get(name, name)
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(duration=duration, age=age, iso=iso)
+    app.jinja_env.filters.update(duration=duration, age=age, iso=iso, trigger=trigger)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from htmx_flask import request as htmx_request  # Flask's request; its HX-* headers are in `.htmx`
 
 from supertest.events import format_sse
 from supertest.models import TERMINAL, Run
-from supertest.services import runs, tests
-from supertest.services.serialize import run_json
+from supertest.services import history, jobs, runs, tests
+from supertest.services.serialize import cases_by_spec, run_json
+from supertest.storage import StorageError
 from supertest.services.validation import ValidationError, is_id, script_and_title
 from supertest.views.events import sse_response
 
@@ -39,6 +40,24 @@ def page_or_fragment(page: str, fragment: str, /, **context: Any) -> tuple[str, 
     return render_template(template, **context), 200, {"Vary": "HX-Request"}
 
 
+def go(url: str) -> Response:
+    """After a successful form post: a 303 for a plain form, HX-Redirect for HTMX (which would
+    otherwise follow a redirect itself and swap the whole next page into its target)."""
+    if htmx_request.htmx:
+        return Response(status=204, headers={"HX-Redirect": url})
+    return redirect(url, 303)
+
+
+QUEUE_DOWN = "The run queue (Redis) is unreachable; the run was recorded as an error. Try again shortly."
+REFUSALS = {runs.Busy: 409, jobs.EmptyJob: 422, StorageError: 503, runs.QueueUnavailable: 503}
+
+
+def refusal(title: str, error: Exception) -> tuple[str, int]:
+    """A page that says why an action was not done (see REFUSALS for which errors)."""
+    message = QUEUE_DOWN if isinstance(error, runs.QueueUnavailable) else str(error)
+    return render_template("message.html", title=title, message=message), REFUSALS[type(error)]
+
+
 def run_or_404(run_id: str) -> Run:
     run = runs.get(run_id) if is_id(run_id) else None
     if run is None:
@@ -48,18 +67,22 @@ def run_or_404(run_id: str) -> Run:
 
 @bp.get("/")
 def home():
-    """Where to start: the playground, and the latest runs."""
-    return render_template("home.html", page=runs.list_runs(10))
+    """The dashboard: running now, queued now, failures in the last day, and the latest runs."""
+    return page_or_fragment("home.html", "_dashboard.html", page=runs.list_runs(10), board=history.dashboard())
 
 
 @bp.get("/playground")
 def playground():
-    """The editor, prefilled with an example or with the script of an earlier run."""
-    script, title = EXAMPLE, ""
+    """The editor, with a saved test to edit, an earlier run's script, or an example."""
+    saved = tests.get_saved(request.args["test"]) if is_id(request.args.get("test", "")) else None
     source = runs.get(request.args["from"]) if is_id(request.args.get("from", "")) else None
-    if source is not None and source.test is not None:
-        script, title = source.test.script, source.test.title
-    return render_template("playground.html", script=script, title=title)
+    script, title = EXAMPLE, ""
+    if saved is not None:
+        script, title = saved.script, saved.title
+    elif source is not None and source.specs:
+        script, title = source.specs[0].script, source.specs[0].title
+        saved = tests.get_saved(source.test_id or "") if source.kind == "test" else None
+    return render_template("playground.html", script=script, title=title, saved=saved)
 
 
 @bp.post("/playground/runs")
@@ -74,29 +97,35 @@ def start_playground_run():
     try:
         runs.enqueue(run)
     except runs.QueueUnavailable:
-        return render_template("runs/_invalid.html", message="The run queue (Redis) is unreachable; "
-                               "the run was recorded as an error. Try again shortly."), 503
+        return render_template("runs/_invalid.html", message=QUEUE_DOWN), 503
     if not htmx_request.htmx:
         return redirect(url_for("pages.run", run_id=run.id), 303)
-    return render_template("runs/_run.html", run=run, state=run_json(run), in_playground=True), 201
+    return render_template("runs/_run.html", **run_context(run), in_playground=True), 201
 
 
 @bp.get("/runs")
 def run_list():
     """Recent runs, newest first, a page at a time."""
+    return page_or_fragment("runs/list.html", "runs/_table.html", page=runs_page())
+
+
+def runs_page(**filters: str) -> runs.Page:
+    """A page of runs, newest first, from the request's `cursor`."""
     try:
-        page = runs.list_runs(PAGE_SIZE, request.args.get("cursor") or None)
+        return runs.list_runs(PAGE_SIZE, request.args.get("cursor") or None, **filters)
     except ValueError:
         abort(400)
-    return page_or_fragment("runs/list.html", "runs/_table.html", page=page)
 
 
 @bp.get("/runs/<run_id>")
 def run(run_id: str):
     """One run: live while it goes, with its report once it ends."""
-    found = run_or_404(run_id)
-    return page_or_fragment("runs/show.html", "runs/_run.html", run=found, state=run_json(found),
+    return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(run_or_404(run_id)),
                             in_playground=request.args.get("panel") == "playground")
+
+
+def run_context(run: Run) -> dict[str, Any]:
+    return {"run": run, "state": run_json(run), "cases": cases_by_spec(run)}
 
 
 @bp.get("/runs/<run_id>/live")
@@ -106,9 +135,9 @@ def run_live(run_id: str):
 
 
 def render_html(event: str, data: dict[str, Any]) -> str:
-    if event == "test":
-        row = {**data, "status": "flaky" if data.get("outcome") == "flaky" else data.get("status")}
-        return format_sse("test", render_template("runs/_test_row.html", result=row))
+    if event in ("begin", "test"):
+        # The progress line, and out-of-band: the test's row and its status (runs/_live_test.html).
+        return format_sse(event, render_template("runs/_live_test.html", event=event, data=data))
     if event == "status":
         html = format_sse("status", render_template("runs/_status.html", state=data))
         # "done" tells the page to fetch the finished panel; the stream closes after it.

@@ -1,0 +1,123 @@
+"""Pages for jobs: the list, one job with its history, the edit form, running and deleting."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request, url_for
+
+from supertest.models import Job
+from supertest.services import history, jobs, tests
+from supertest.services.runs import Busy, QueueUnavailable
+from supertest.services.validation import ValidationError, is_id, job_fields
+from supertest.storage import StorageError
+from supertest.views.pages import go, page_or_fragment, refusal, runs_page
+
+bp = Blueprint("job_pages", __name__, url_prefix="/jobs")
+
+
+def job_or_404(job_id: str) -> Job:
+    job = jobs.get(job_id) if is_id(job_id) else None
+    if job is None:
+        abort(404)
+    return job
+
+
+@bp.get("")
+def index():
+    """Every job, with how its recent runs went."""
+    listed = jobs.list_jobs()
+    return render_template("jobs/list.html", jobs=listed,
+                           outcomes={job.id: history.job_outcomes(job.id) for job in listed})
+
+
+@bp.get("/<job_id>")
+def show(job_id: str):
+    """One job: its tests in order, the Run button, its history strip and its runs a page at a time."""
+    job = job_or_404(job_id)
+    return page_or_fragment("jobs/show.html", "runs/_table.html", job=job, page=runs_page(job_id=job.id),
+                            outcomes=history.job_outcomes(job.id))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    """The form for a new job."""
+    return edit_form(None)
+
+
+@bp.route("/<job_id>/edit", methods=["GET", "POST"])
+def edit(job_id: str):
+    """The form for a job: name, description, retries, and which tests in which order."""
+    return edit_form(job_or_404(job_id))
+
+
+def edit_form(job: Job | None):
+    """GET shows the form; a POST either changes the test list (add, move, remove: the form comes
+    back changed, nothing saved) or saves it. Works the same with and without JavaScript."""
+    if request.method == "GET":
+        draft = jobs.as_fields(job) if job else {"name": "", "description": "", "retries": 0, "test_ids": []}
+        return render_form(job, draft)
+    draft = {"name": request.form.get("name", ""), "description": request.form.get("description", ""),
+             "retries": request.form.get("retries", "0"), "test_ids": request.form.getlist("testIds")}
+    action = request.form.get("action", "save")
+    if action != "save":
+        draft["test_ids"] = rearrange(draft["test_ids"], action, request.form.get("add", ""))
+        return render_form(job, draft)
+    try:
+        retries = int(draft["retries"])
+    except ValueError:
+        return render_form(job, draft, "retries must be a whole number"), 422
+    try:
+        data = {"name": draft["name"], "description": draft["description"], "retries": retries,
+                "testIds": draft["test_ids"]}
+        saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
+    except ValidationError as error:
+        return render_form(job, draft, error.message), 422
+    return go(url_for("job_pages.show", job_id=saved.id))
+
+
+def rearrange(test_ids: list[str], action: str, added: str) -> list[str]:
+    """Apply one button of the form: "add", "up:<i>", "down:<i>" or "remove:<i>"."""
+    ids = list(test_ids)
+    verb, _, where = action.partition(":")
+    if verb == "add":
+        return ids + [added] if is_id(added) and added not in ids else ids
+    if not where.isdigit() or int(where) >= len(ids):
+        return ids
+    i = int(where)
+    if verb == "remove":
+        del ids[i]
+    elif verb == "up" and i > 0:
+        ids[i - 1], ids[i] = ids[i], ids[i - 1]
+    elif verb == "down" and i < len(ids) - 1:
+        ids[i + 1], ids[i] = ids[i], ids[i + 1]
+    return ids
+
+
+def render_form(job: Job | None, draft: dict[str, Any], error: str | None = None) -> str:
+    available = tests.list_saved()
+    by_id = {test.id: test for test in available}
+    chosen = [by_id[test_id] for test_id in draft["test_ids"] if test_id in by_id]
+    return render_template("jobs/form.html", job=job, draft=draft, chosen=chosen, error=error,
+                           addable=[test for test in available if test.id not in draft["test_ids"]])
+
+
+@bp.post("/<job_id>/run")
+def run(job_id: str):
+    """Queue a run of the job and go and watch it."""
+    job = job_or_404(job_id)
+    try:
+        started = jobs.start_run(job, trigger="ui")
+    except (jobs.EmptyJob, QueueUnavailable) as error:
+        return refusal(f"{job.name} was not run", error)
+    return go(url_for("pages.run", run_id=started.id))
+
+
+@bp.post("/<job_id>/delete")
+def delete(job_id: str):
+    """Delete the job with its runs and their reports; its tests stay."""
+    job = job_or_404(job_id)
+    try:
+        jobs.delete(job)
+    except (Busy, StorageError) as error:
+        return refusal(f"{job.name} was not deleted", error)
+    return go(url_for("job_pages.index"))

@@ -1,0 +1,81 @@
+"""Pages for saved tests: the list, one test with its history, and saving from the playground."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+
+from supertest.models import Test
+from supertest.services import history, tests
+from supertest.services.runs import Busy, QueueUnavailable
+from supertest.services.validation import ValidationError, is_id, test_fields
+from supertest.storage import StorageError
+from supertest.views.pages import go, page_or_fragment, refusal, runs_page
+
+bp = Blueprint("test_pages", __name__, url_prefix="/tests")
+
+
+def test_or_404(test_id: str) -> Test:
+    test = tests.get_saved(test_id) if is_id(test_id) else None
+    if test is None:
+        abort(404)
+    return test
+
+
+@bp.get("")
+def index():
+    """Every saved test, with how its recent runs went."""
+    saved = tests.list_saved()
+    return render_template("tests/list.html", tests=saved,
+                           outcomes={test.id: history.test_outcomes(test.id) for test in saved},
+                           stats={test.id: history.test_stats(test.id) for test in saved})
+
+
+@bp.post("")
+def create():
+    """Save the playground's script as a new test."""
+    return save(None)
+
+
+@bp.get("/<test_id>")
+def show(test_id: str):
+    """One test: its script, its history strip and counts, and its runs a page at a time."""
+    test = test_or_404(test_id)
+    return page_or_fragment("tests/show.html", "runs/_table.html", test=test, page=runs_page(test_id=test.id),
+                            outcomes=history.test_outcomes(test.id), stats=history.test_stats(test.id))
+
+
+@bp.post("/<test_id>")
+def update(test_id: str):
+    """Save the playground's script over this test."""
+    return save(test_or_404(test_id))
+
+
+def save(test: Test | None):
+    try:
+        fields = test_fields(request.form.to_dict(), current_app.config["MAX_SCRIPT_BYTES"],
+                             tests.as_fields(test) if test else None)
+    except ValidationError as error:
+        return render_template("runs/_invalid.html", message=error.message, verb="Not saved"), 422
+    saved = tests.update(test, fields) if test else tests.create(fields)
+    return go(url_for("test_pages.show", test_id=saved.id))
+
+
+@bp.post("/<test_id>/run")
+def run(test_id: str):
+    """Queue a run of the test as saved, and go and watch it."""
+    test = test_or_404(test_id)
+    try:
+        started = tests.start_run(test, trigger="ui")
+    except QueueUnavailable as error:
+        return refusal(f"{test.title} was not run", error)
+    return go(url_for("pages.run", run_id=started.id))
+
+
+@bp.post("/<test_id>/delete")
+def delete(test_id: str):
+    """Delete the test with its own runs and their reports."""
+    test = test_or_404(test_id)
+    try:
+        tests.delete(test)
+    except (Busy, StorageError) as error:
+        return refusal(f"{test.title} was not deleted", error)
+    return go(url_for("test_pages.index"))
