@@ -13,8 +13,8 @@ from supertest.views.errors import ApiError
 bp = Blueprint("api_jobs", __name__, url_prefix="/api/jobs")
 
 
-def found_job(job_id: object) -> Job:
-    job = jobs.get(job_id) if isinstance(job_id, str) and is_id(job_id) else None
+def found_job(job_id: str) -> Job:
+    job = jobs.get(job_id) if is_id(job_id) else None
     if job is None:
         raise ApiError(404, "not_found", f"no job with id {job_id!r}", {"field": "jobId"})
     return job
@@ -56,10 +56,10 @@ def delete_job(job_id: str):
 @bp.post("/run")
 def run_job_by_body():
     """Queue a run of the job named by `jobId`; its tests are read from the database."""
-    data = json_body()
-    if "jobId" not in data:
-        raise ApiError(422, "validation_error", "jobId is required", {"field": "jobId"})
-    return start_response(jobs.start_run(found_job(data["jobId"]), trigger="api"))
+    job_id = json_body().get("jobId")
+    if not isinstance(job_id, str):
+        raise ApiError(422, "validation_error", "jobId is required, as a string", {"field": "jobId"})
+    return start_response(jobs.start_run(found_job(job_id), trigger="api"))
 
 
 @bp.post("/<job_id>/run")

@@ -1,0 +1,184 @@
+"""Saved tests and jobs as resources: bad input saves nothing, deletion leaves nothing behind,
+and a test's history counts its runs from everywhere."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from supertest import models
+from supertest.extensions import db
+from supertest.models import PASSED
+from supertest.services import runs
+from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
+from tests.s3server import S3Server
+
+UNKNOWN = str(uuid.uuid4())
+
+
+def counts(app: Flask) -> dict[str, int]:
+    with app.app_context():
+        return {model.__name__: db.session.scalar(select(func.count()).select_from(model))
+                for model in (models.Test, models.Job, models.JobTest, models.Run, models.RunTest)}
+
+
+@pytest.fixture(scope="module")
+def saved(app: Flask) -> str:
+    return save_test(app.test_client(), "a saved test", PASSING)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "field"), [
+    ("post", "/api/tests", {}, 422, "script"),
+    ("post", "/api/tests", {"script": 5}, 422, "script"),
+    ("post", "/api/tests", {"script": "x", "title": "t" * 201}, 422, "title"),
+    ("post", "/api/tests", {"script": "x", "description": ["d"]}, 422, "description"),
+    ("put", "/api/tests/{test}", {"script": "   "}, 422, "script"),
+    ("put", "/api/tests/{test}", {"title": 7}, 422, "title"),
+    ("put", f"/api/tests/{UNKNOWN}", {"title": "x"}, 404, None),
+    ("put", "/api/tests/not-an-id", {"title": "x"}, 404, None),
+    ("post", "/api/jobs", {}, 422, "name"),
+    ("post", "/api/jobs", {"name": "  "}, 422, "name"),
+    ("post", "/api/jobs", {"name": "j", "testIds": "{test}"}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "testIds": [UNKNOWN]}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "testIds": ["{test}", UNKNOWN]}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "testIds": ["{test}", "{test}"]}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "testIds": ["nope"]}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "testIds": [1]}, 422, "testIds"),
+    ("post", "/api/jobs", {"name": "j", "retries": "1"}, 422, "retries"),
+    ("post", "/api/jobs", {"name": "j", "retries": True}, 422, "retries"),
+    ("post", "/api/jobs", {"name": "j", "retries": -1}, 422, "retries"),
+    ("put", "/api/jobs/{job}", {"name": "renamed", "testIds": [UNKNOWN]}, 422, "testIds"),
+    ("put", f"/api/jobs/{UNKNOWN}", {"name": "x"}, 404, None),
+    ("post", "/api/jobs/run", {}, 422, "jobId"),
+    ("post", "/api/jobs/run", {"jobId": 5}, 422, "jobId"),
+    ("post", "/api/jobs/run", {"jobId": UNKNOWN}, 404, "jobId"),
+    ("post", f"/api/jobs/{UNKNOWN}/run", None, 404, None),
+    ("post", f"/api/tests/{UNKNOWN}/run", None, 404, None),
+    ("delete", f"/api/tests/{UNKNOWN}", None, 404, None),
+    ("delete", f"/api/jobs/{UNKNOWN}", None, 404, None),
+])
+def test_bad_requests_are_refused_and_save_nothing(app: Flask, client: FlaskClient, saved: str, method: str,
+                                                   path: str, body: Any, status: int, field: str | None) -> None:
+    job = save_job(client, "unchanged", [saved])
+    fill = lambda value: value.format(test=saved, job=job) if isinstance(value, str) else value  # noqa: E731
+    if isinstance(body, dict):
+        body = {key: [fill(v) for v in value] if isinstance(value, list) else fill(value) for key, value in body.items()}
+    before = counts(app)
+    response = getattr(client, method)(fill(path), json=body)
+    assert response.status_code == status, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["message"]
+    if field:
+        assert error["details"]["field"] == field
+    assert counts(app) == before
+    after = client.get(f"/api/jobs/{job}").get_json()
+    assert (after["name"], after["testIds"]) == ("unchanged", [saved])
+
+
+def test_unknown_and_repeated_ids_are_named_in_the_error(client: FlaskClient, saved: str) -> None:
+    unknown = client.post("/api/jobs", json={"name": "j", "testIds": [saved, UNKNOWN]}).get_json()["error"]
+    assert unknown["details"]["unknown"] == [UNKNOWN]
+    repeated = client.post("/api/jobs", json={"name": "j", "testIds": [saved, saved]}).get_json()["error"]
+    assert repeated["details"]["repeated"] == [saved]
+
+
+def test_a_test_is_created_read_edited_and_listed(client: FlaskClient) -> None:
+    test_id = save_test(client, "to edit", PASSING, "first words")
+    edited = client.put(f"/api/tests/{test_id}", json={"description": "second words"})
+    assert edited.status_code == 200
+    body = client.get(f"/api/tests/{test_id}").get_json()
+    assert (body["title"], body["script"], body["description"]) == ("to edit", PASSING, "second words")
+    assert body["stats"] == {"lastRuns": 0, "passed": 0, "failed": 0, "flaky": 0}
+    assert test_id in [item["id"] for item in client.get("/api/tests").get_json()["items"]]
+
+
+def test_a_job_keeps_its_tests_in_the_order_given(client: FlaskClient) -> None:
+    first, second, third = (save_test(client, f"order {n}", PASSING) for n in (1, 2, 3))
+    job_id = save_job(client, "ordered", [third, first, second])
+    assert client.get(f"/api/jobs/{job_id}").get_json()["testIds"] == [third, first, second]
+    reordered = client.put(f"/api/jobs/{job_id}", json={"testIds": [second, third]}).get_json()
+    assert reordered["testIds"] == [second, third] and reordered["name"] == "ordered"
+
+
+def test_playground_scripts_are_not_listed_as_saved_tests(client: FlaskClient, started) -> None:
+    listed = {item["id"] for item in client.get("/api/tests").get_json()["items"]}
+    assert started["passing"]["testId"] not in listed
+    assert client.get(f"/api/tests/{started['passing']['testId']}").status_code == 404
+
+
+def test_history_counts_a_tests_runs_from_everywhere(client: FlaskClient, worker) -> None:
+    test_id = save_test(client, "counted everywhere", FAILING)
+    direct = client.post(f"/api/tests/{test_id}/run").get_json()["runId"]
+    in_job = start_job(client, save_job(client, "counts too", [test_id]))["runId"]
+    # Edited in the playground (and now passing), without saving: still this test's history.
+    played = client.post("/playground/runs", data={"script": PASSING, "title": "edited", "testId": test_id})
+    assert played.status_code == 303
+    run_ids = [direct, in_job, played.headers["Location"].rsplit("/", 1)[1]]
+    assert [wait_for_run(client, run_id)["status"] for run_id in run_ids] == ["failed", "failed", "passed"]
+
+    assert client.get(f"/api/tests/{test_id}").get_json()["stats"] == \
+        {"lastRuns": 3, "passed": 1, "failed": 2, "flaky": 0}
+    listed = client.get(f"/api/runs?testId={test_id}").get_json()["items"]
+    assert [(item["id"], item["kind"], item["trigger"]) for item in listed] == \
+        [(run_ids[2], "test", "playground"), (run_ids[1], "job", "api"), (run_ids[0], "test", "api")]
+    page = client.get(f"/tests/{test_id}").get_data(as_text=True)
+    assert page.count('class="tick ') == 3
+    assert page.index('class="tick failed"') < page.index('class="tick passed"')  # oldest first
+
+
+def test_deleting_a_test_takes_its_runs_and_reports_and_keeps_its_job_results(
+        app: Flask, client: FlaskClient, worker, s3: S3Server, settings: dict[str, str]) -> None:
+    test_id = save_test(client, "to delete", passing_script("to delete"))
+    other = save_test(client, "stays", passing_script("stays"))
+    job_id = save_job(client, "outlives it", [test_id, other])
+    own = wait_for_run(client, client.post(f"/api/tests/{test_id}/run").get_json()["runId"])
+    job_run = wait_for_run(client, start_job(client, job_id)["runId"])
+    assert own["status"] == job_run["status"] == PASSED
+    assert s3.keys(settings["S3_TEST_BUCKET_NAME"], f"{own['id']}/")
+
+    response = client.delete(f"/api/tests/{test_id}")
+    assert response.status_code == 200
+    assert response.get_json() == {"deleted": test_id, "deletedRuns": 1}
+    assert client.get(f"/api/tests/{test_id}").status_code == 404
+    assert client.get(f"/api/runs/{own['id']}").status_code == 404
+    assert s3.keys(settings["S3_TEST_BUCKET_NAME"], f"{own['id']}/") == []
+    assert own["id"] not in client.get("/runs").get_data(as_text=True)
+
+    kept = client.get(f"/api/runs/{job_run['id']}").get_json()
+    assert sorted((result["testId"] or "") for result in kept["tests"]) == sorted([other, ""])
+    assert client.get(kept["reportUrl"]).status_code == 200
+    assert client.get(f"/api/jobs/{job_id}").get_json()["testIds"] == [other]
+
+
+def test_deleting_a_job_takes_its_runs_and_reports_and_keeps_its_tests(
+        client: FlaskClient, worker, s3: S3Server, settings: dict[str, str]) -> None:
+    test_id = save_test(client, "outlives its job", passing_script("outlives its job"))
+    job_id = save_job(client, "to delete", [test_id])
+    run = wait_for_run(client, start_job(client, job_id)["runId"])
+    assert s3.keys(settings["S3_JOB_BUCKET_NAME"], f"{run['id']}/")
+
+    assert client.delete(f"/api/jobs/{job_id}").get_json() == {"deleted": job_id, "deletedRuns": 1}
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.get(f"/api/runs/{run['id']}").status_code == 404
+    assert s3.keys(settings["S3_JOB_BUCKET_NAME"], f"{run['id']}/") == []
+    assert client.get(f"/api/tests/{test_id}").status_code == 200
+
+
+def test_a_test_with_a_run_in_progress_is_not_deleted(app: Flask, client: FlaskClient) -> None:
+    test_id = save_test(client, "busy", PASSING)
+    with app.app_context():  # a run that stays pending: it is never queued
+        test = db.session.get(models.Test, test_id)
+        run_id = runs.create_run(models.Run(kind="test", test_id=test_id, title="busy"),
+                                 [(test, test.title, test.script)]).id
+    response = client.delete(f"/api/tests/{test_id}")
+    assert response.status_code == 409
+    assert "still queued or running" in response.get_json()["error"]["message"]
+    assert client.get(f"/api/tests/{test_id}").status_code == 200
+    assert client.get(f"/api/runs/{run_id}").status_code == 200
+    with app.app_context():
+        runs.finish(run_id, models.CANCELLED, error_message="ended by the test")
+    assert client.delete(f"/api/tests/{test_id}").status_code == 200
