@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
@@ -152,6 +152,21 @@ def browser() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture()
+def page(browser: Browser, web: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=web, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"JavaScript error: {error}"))
+    page.on("console", lambda message: message.type == "error" and errors.append(f"console: {message.text}"))
+    page.on("response", lambda response: response.status >= 500 and errors.append(
+        f"{response.status} from {response.request.method} {response.url}"))
+    yield page
+    context.close()
+    assert not errors, errors
 
 
 @pytest.fixture(scope="session")

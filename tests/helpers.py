@@ -4,15 +4,20 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import time
 import zipfile
 from typing import Any
 
 from flask.testing import FlaskClient
+from playwright.sync_api import Page, expect
 
 from supertest.models import TERMINAL
 
+RUN_TIMEOUT = 90_000  # ms, in the browser: a run starts Node, Playwright and Chromium, then uploads its report
+# Set to a folder to keep a screenshot of each page the browser tests visit, for looking at the UI.
+SCREENSHOTS = os.environ.get("SUPERTEST_SCREENSHOTS_DIR")
 
 PASSING = """import { test, expect } from '@playwright/test';
 
@@ -151,3 +156,12 @@ def report_summary(client: FlaskClient, run_id: str) -> dict[str, Any]:
     assert found, "no embedded report data in index.html"
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1)))) as archive:
         return json.loads(archive.read("report.json"))
+
+
+def screenshot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=os.path.join(SCREENSHOTS, f"ui-{name}.png"), full_page=True)
+
+
+def expect_status(page: Page, status: str) -> None:
+    expect(page.locator("#run-status .badge")).to_have_text(status, timeout=RUN_TIMEOUT)

@@ -7,9 +7,7 @@ The app is served by the Procfile's gunicorn (the `web` fixture) and runs go thr
 """
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,26 +16,8 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers import FAILING, PASSING, SYNTAX_ERROR, start_run, wait_for_run
-
-RUN_TIMEOUT = 90_000  # ms: a run starts Node, Playwright and Chromium, then uploads its report
-# Set to a folder to keep a screenshot of each page the tests visit, for looking at the UI.
-SCREENSHOTS = os.environ.get("SUPERTEST_SCREENSHOTS_DIR")
-
-
-@pytest.fixture()
-def page(browser: Browser, web: str) -> Iterator[Page]:
-    context = browser.new_context(base_url=web, viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(f"JavaScript error: {error}"))
-    page.on("console", lambda message: message.type == "error" and errors.append(f"console: {message.text}"))
-    page.on("response", lambda response: response.status >= 500 and errors.append(
-        f"{response.status} from {response.request.method} {response.url}"))
-    yield page
-    context.close()
-    assert not errors, errors
+from tests.helpers import FAILING, PASSING, RUN_TIMEOUT, SYNTAX_ERROR, expect_status, screenshot, start_run, \
+    wait_for_run
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +39,6 @@ def run_in_playground(page: Page, script: str | None = None, button: str = "Run"
     if before is not None:
         expect(page.locator("#run")).not_to_have_attribute("data-run-id", before)
     return page.locator("#run").get_attribute("data-run-id") or ""
-
-
-def screenshot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        page.screenshot(path=os.path.join(SCREENSHOTS, f"ui-{name}.png"), full_page=True)
-
-
-def expect_status(page: Page, status: str) -> None:
-    expect(page.locator("#run-status .badge")).to_have_text(status, timeout=RUN_TIMEOUT)
 
 
 def test_playground_runs_the_example_live_and_shows_its_report(page: Page) -> None:
