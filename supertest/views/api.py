@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
@@ -16,6 +17,7 @@ from supertest.services.validation import is_id, script_and_title
 from supertest.views.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+T = TypeVar("T")
 MAX_PAGE = 100
 
 
@@ -37,11 +39,17 @@ def json_body() -> dict[str, Any]:
     return data
 
 
+def found(get: Callable[[str], T | None], item_id: str, what: str, field: str | None = None) -> T:
+    """The row `get` finds for an id, or a 404 naming what was not found (and the body's `field`
+    that named it); malformed ids never reach the database."""
+    item = get(item_id) if is_id(item_id) else None
+    if item is None:
+        raise ApiError(404, "not_found", f"no {what} with id {item_id!r}", {"field": field} if field else None)
+    return item
+
+
 def found_run(run_id: str) -> Run:
-    run = runs.get(run_id) if is_id(run_id) else None
-    if run is None:
-        raise ApiError(404, "not_found", f"no run with id {run_id!r}")
-    return run
+    return found(runs.get, run_id, "run")
 
 
 def start_response(run: Run):

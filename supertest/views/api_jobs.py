@@ -6,18 +6,15 @@ from flask import Blueprint, jsonify
 from supertest.models import Job
 from supertest.services import jobs
 from supertest.services.serialize import job_json
-from supertest.services.validation import is_id, job_fields
-from supertest.views.api import json_body, start_response
+from supertest.services.validation import job_fields
+from supertest.views.api import found, json_body, start_response
 from supertest.views.errors import ApiError
 
 bp = Blueprint("api_jobs", __name__, url_prefix="/api/jobs")
 
 
 def found_job(job_id: str) -> Job:
-    job = jobs.get(job_id) if is_id(job_id) else None
-    if job is None:
-        raise ApiError(404, "not_found", f"no job with id {job_id!r}", {"field": "jobId"})
-    return job
+    return found(jobs.get, job_id, "job")
 
 
 @bp.get("")
@@ -59,7 +56,7 @@ def run_job_by_body():
     job_id = json_body().get("jobId")
     if not isinstance(job_id, str):
         raise ApiError(422, "validation_error", "jobId is required, as a string", {"field": "jobId"})
-    return start_response(jobs.start_run(found_job(job_id), trigger="api"))
+    return start_response(jobs.start_run(found(jobs.get, job_id, "job", "jobId"), trigger="api"))
 
 
 @bp.post("/<job_id>/run")

@@ -6,18 +6,14 @@ from flask import Blueprint, current_app, jsonify
 from supertest.models import Test
 from supertest.services import history, tests
 from supertest.services.serialize import test_json
-from supertest.services.validation import is_id, test_fields
-from supertest.views.api import json_body, start_response
-from supertest.views.errors import ApiError
+from supertest.services.validation import test_fields
+from supertest.views.api import found, json_body, start_response
 
 bp = Blueprint("api_tests", __name__, url_prefix="/api/tests")
 
 
 def found_test(test_id: str) -> Test:
-    test = tests.get_saved(test_id) if is_id(test_id) else None
-    if test is None:
-        raise ApiError(404, "not_found", f"no saved test with id {test_id!r}")
-    return test
+    return found(tests.get_saved, test_id, "saved test")
 
 
 @bp.get("")

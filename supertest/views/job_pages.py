@@ -3,23 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from supertest.models import Job
 from supertest.services import history, jobs, tests
 from supertest.services.runs import Busy, QueueUnavailable
 from supertest.services.validation import ValidationError, is_id, job_fields
 from supertest.storage import StorageError
-from supertest.views.pages import go, page_or_fragment, refusal, runs_page
+from supertest.views.pages import go, or_404, page_or_fragment, refusal, runs_page
 
 bp = Blueprint("job_pages", __name__, url_prefix="/jobs")
-
-
-def job_or_404(job_id: str) -> Job:
-    job = jobs.get(job_id) if is_id(job_id) else None
-    if job is None:
-        abort(404)
-    return job
 
 
 @bp.get("")
@@ -33,7 +26,7 @@ def index():
 @bp.get("/<job_id>")
 def show(job_id: str):
     """One job: its tests in order, the Run button, its history strip and its runs a page at a time."""
-    job = job_or_404(job_id)
+    job = or_404(jobs.get, job_id)
     return page_or_fragment("jobs/show.html", "runs/_table.html", job=job, page=runs_page(job_id=job.id),
                             outcomes=history.job_outcomes(job.id))
 
@@ -47,7 +40,7 @@ def new():
 @bp.route("/<job_id>/edit", methods=["GET", "POST"])
 def edit(job_id: str):
     """The form for a job: name, description, retries, and which tests in which order."""
-    return edit_form(job_or_404(job_id))
+    return edit_form(or_404(jobs.get, job_id))
 
 
 def edit_form(job: Job | None):
@@ -104,7 +97,7 @@ def render_form(job: Job | None, draft: dict[str, Any], error: str | None = None
 @bp.post("/<job_id>/run")
 def run(job_id: str):
     """Queue a run of the job and go and watch it."""
-    job = job_or_404(job_id)
+    job = or_404(jobs.get, job_id)
     try:
         started = jobs.start_run(job, trigger="ui")
     except (jobs.EmptyJob, QueueUnavailable) as error:
@@ -115,7 +108,7 @@ def run(job_id: str):
 @bp.post("/<job_id>/delete")
 def delete(job_id: str):
     """Delete the job with its runs and their reports; its tests stay."""
-    job = job_or_404(job_id)
+    job = or_404(jobs.get, job_id)
     try:
         jobs.delete(job)
     except (Busy, StorageError) as error:

@@ -1,7 +1,8 @@
 """Server-rendered pages. One URL serves the whole page, or only its fragment to HTMX."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
 from htmx_flask import request as htmx_request  # Flask's request; its HX-* headers are in `.htmx`
@@ -15,6 +16,7 @@ from supertest.services.validation import ValidationError, is_id, script_and_tit
 from supertest.views.events import sse_response
 
 bp = Blueprint("pages", __name__)
+T = TypeVar("T")
 PAGE_SIZE = 25
 EXAMPLE = """import { test, expect } from '@playwright/test';
 
@@ -58,11 +60,12 @@ def refusal(title: str, error: Exception) -> tuple[str, int]:
     return render_template("message.html", title=title, message=message), REFUSALS[type(error)]
 
 
-def run_or_404(run_id: str) -> Run:
-    run = runs.get(run_id) if is_id(run_id) else None
-    if run is None:
+def or_404(get: Callable[[str], T | None], item_id: str) -> T:
+    """The row `get` finds for an id, or the 404 page; malformed ids never reach the database."""
+    item = get(item_id) if is_id(item_id) else None
+    if item is None:
         abort(404)
-    return run
+    return item
 
 
 @bp.get("/")
@@ -120,7 +123,7 @@ def runs_page(**filters: str) -> runs.Page:
 @bp.get("/runs/<run_id>")
 def run(run_id: str):
     """One run: live while it goes, with its report once it ends."""
-    return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(run_or_404(run_id)),
+    return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(or_404(runs.get, run_id)),
                             in_playground=request.args.get("panel") == "playground")
 
 

@@ -1,23 +1,16 @@
 """Pages for saved tests: the list, one test with its history, and saving from the playground."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from supertest.models import Test
 from supertest.services import history, tests
 from supertest.services.runs import Busy, QueueUnavailable
-from supertest.services.validation import ValidationError, is_id, test_fields
+from supertest.services.validation import ValidationError, test_fields
 from supertest.storage import StorageError
-from supertest.views.pages import go, page_or_fragment, refusal, runs_page
+from supertest.views.pages import go, or_404, page_or_fragment, refusal, runs_page
 
 bp = Blueprint("test_pages", __name__, url_prefix="/tests")
-
-
-def test_or_404(test_id: str) -> Test:
-    test = tests.get_saved(test_id) if is_id(test_id) else None
-    if test is None:
-        abort(404)
-    return test
 
 
 @bp.get("")
@@ -38,7 +31,7 @@ def create():
 @bp.get("/<test_id>")
 def show(test_id: str):
     """One test: its script, its history strip and counts, and its runs a page at a time."""
-    test = test_or_404(test_id)
+    test = or_404(tests.get_saved, test_id)
     return page_or_fragment("tests/show.html", "runs/_table.html", test=test, page=runs_page(test_id=test.id),
                             outcomes=history.test_outcomes(test.id), stats=history.test_stats(test.id))
 
@@ -46,7 +39,7 @@ def show(test_id: str):
 @bp.post("/<test_id>")
 def update(test_id: str):
     """Save the playground's script over this test."""
-    return save(test_or_404(test_id))
+    return save(or_404(tests.get_saved, test_id))
 
 
 def save(test: Test | None):
@@ -62,7 +55,7 @@ def save(test: Test | None):
 @bp.post("/<test_id>/run")
 def run(test_id: str):
     """Queue a run of the test as saved, and go and watch it."""
-    test = test_or_404(test_id)
+    test = or_404(tests.get_saved, test_id)
     try:
         started = tests.start_run(test, trigger="ui")
     except QueueUnavailable as error:
@@ -73,7 +66,7 @@ def run(test_id: str):
 @bp.post("/<test_id>/delete")
 def delete(test_id: str):
     """Delete the test with its own runs and their reports."""
-    test = test_or_404(test_id)
+    test = or_404(tests.get_saved, test_id)
     try:
         tests.delete(test)
     except (Busy, StorageError) as error:
