@@ -2,6 +2,7 @@
 and a test's history counts its runs from everywhere."""
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -182,3 +183,60 @@ def test_a_test_with_a_run_in_progress_is_not_deleted(app: Flask, client: FlaskC
     with app.app_context():
         runs.finish(run_id, models.CANCELLED, error_message="ended by the test")
     assert client.delete(f"/api/tests/{test_id}").status_code == 200
+
+
+def test_the_playground_saves_a_new_test_and_saves_over_it(client: FlaskClient) -> None:
+    created = client.post("/tests", data={"title": "from the editor", "script": PASSING, "description": "d"})
+    assert created.status_code == 303
+    test_id = created.headers["Location"].rsplit("/", 1)[1]
+    assert client.get(f"/api/tests/{test_id}").get_json()["title"] == "from the editor"
+
+    # From htmx the answer is a redirect for htmx to follow, not a page swapped into the editor.
+    edited = client.post(f"/tests/{test_id}", data={"title": "renamed", "script": FAILING},
+                         headers={"HX-Request": "true"})
+    assert edited.status_code == 204 and edited.headers["HX-Redirect"] == f"/tests/{test_id}"
+    body = client.get(f"/api/tests/{test_id}").get_json()
+    assert (body["title"], body["script"], body["description"]) == ("renamed", FAILING, "d")
+
+    refused = client.post(f"/tests/{test_id}", data={"title": "blank", "script": "  "})
+    assert refused.status_code == 422 and "script must not be empty" in refused.get_data(as_text=True)
+    assert client.get(f"/api/tests/{test_id}").get_json()["title"] == "renamed"
+
+
+def test_the_job_form_adds_moves_and_removes_tests_before_saving(app: Flask, client: FlaskClient) -> None:
+    first, second = save_test(client, "form one", PASSING), save_test(client, "form two", PASSING)
+    before = counts(app)
+    form = {"name": "made in the form", "description": "", "retries": "1"}
+    added = client.post("/jobs/new", data={**form, "testIds": [first], "add": second, "action": "add"})
+    assert added.status_code == 200
+    html = added.get_data(as_text=True)
+    assert html.index(f'value="{first}"') < html.index(f'value="{second}"')
+    moved = client.post("/jobs/new", data={**form, "testIds": [first, second], "action": "up:1"}).get_data(as_text=True)
+    assert moved.index(f'name="testIds" value="{second}"') < moved.index(f'name="testIds" value="{first}"')
+    removed = client.post("/jobs/new", data={**form, "testIds": [first, second], "action": "remove:0"})
+    assert f'name="testIds" value="{first}"' not in removed.get_data(as_text=True)
+    assert counts(app) == before  # nothing is saved until Save
+
+    refused = client.post("/jobs/new", data={**form, "retries": "many", "testIds": [first], "action": "save"})
+    assert refused.status_code == 422 and "retries must be a whole number" in refused.get_data(as_text=True)
+    saved = client.post("/jobs/new", data={**form, "testIds": [second, first], "action": "save"})
+    assert saved.status_code == 303
+    job = client.get("/api" + saved.headers["Location"]).get_json()
+    assert (job["name"], job["retries"], job["testIds"]) == ("made in the form", 1, [second, first])
+
+
+def test_the_dashboard_counts_what_is_queued_and_what_failed(app: Flask, client: FlaskClient) -> None:
+    def figure(name: str) -> int:
+        html = client.get("/", headers={"HX-Request": "true"}).get_data(as_text=True)
+        return int(re.search(rf'id="{name}">(\d+)<', html).group(1))
+
+    test_id = save_test(client, "waits on the dashboard", PASSING)
+    queued, failed = figure("queued-count"), figure("failure-count")
+    with app.app_context():  # a run that is never queued stays pending
+        test = db.session.get(models.Test, test_id)
+        run_id = runs.create_run(models.Run(kind="test", test_id=test_id, title=test.title),
+                                 [(test, test.title, test.script)]).id
+    assert figure("queued-count") == queued + 1
+    with app.app_context():
+        runs.finish(run_id, models.FAILED)
+    assert (figure("queued-count"), figure("failure-count")) == (queued, failed + 1)
