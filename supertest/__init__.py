@@ -15,7 +15,8 @@ from supertest.extensions import db, htmx, migrate
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment, with `overrides` (tests) taking precedence."""
-    app = Flask(__name__, template_folder="../templates", static_folder="../static", instance_path=str(config.INSTANCE_DIR))
+    app = Flask(__name__, template_folder="../templates", static_folder="../static",
+                instance_path=str(config.INSTANCE_DIR))
     app.config.update(config.from_env())
     app.config.update(overrides or {})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import FAILING, FLAKY, passing_script, read_sse, report_summary, save_job, save_test, \
+from tests.helpers import FAILING, FLAKY, SYNTAX_ERROR, passing_script, read_sse, report_summary, save_job, save_test, \
     start_job, wait_for_run
 from tests.s3server import S3Server
 
@@ -128,6 +128,15 @@ def test_equal_and_awkward_titles_each_get_their_own_file(client: FlaskClient, w
     files = [spec["file"] for spec in run["specs"]]
     assert len(set(files)) == len(files)
     assert all("/" not in name and name.endswith(".spec.ts") for name in files)
+
+
+def test_a_test_that_does_not_compile_stops_the_job_and_is_named(client: FlaskClient, worker) -> None:
+    ids = [save_test(client, "compiles", passing_script("compiles")), save_test(client, "does not", SYNTAX_ERROR)]
+    run = wait_for_run(client, start_job(client, save_job(client, "one broken", ids))["runId"])
+    # Playwright runs no test when a file does not load; the run says which file and where.
+    assert run["status"] == "error", run
+    assert "SyntaxError" in run["errorMessage"] and "002-does-not.spec.ts:4:" in run["errorMessage"]
+    assert [spec["status"] for spec in run["specs"]] == ["skipped", "error"]
 
 
 def test_a_job_without_tests_cannot_be_run(app: Flask, client: FlaskClient) -> None:

@@ -65,9 +65,15 @@ def saved(app: Flask) -> str:
 def test_bad_requests_are_refused_and_save_nothing(app: Flask, client: FlaskClient, saved: str, method: str,
                                                    path: str, body: Any, status: int, field: str | None) -> None:
     job = save_job(client, "unchanged", [saved])
-    fill = lambda value: value.format(test=saved, job=job) if isinstance(value, str) else value  # noqa: E731
-    if isinstance(body, dict):
-        body = {key: [fill(v) for v in value] if isinstance(value, list) else fill(value) for key, value in body.items()}
+
+    def fill(value: Any) -> Any:  # put the ids of this test's test and job in place of {test} and {job}
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        return value.format(test=saved, job=job) if isinstance(value, str) else value
+
+    body = fill(body)
     before = counts(app)
     response = getattr(client, method)(fill(path), json=body)
     assert response.status_code == status, response.get_data(as_text=True)

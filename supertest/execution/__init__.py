@@ -12,7 +12,7 @@ from flask import current_app
 from supertest import events
 from supertest.execution import results, runner, workspace
 from supertest.execution.progress import GOOD, Progress, spec_outcome
-from supertest.models import CANCELLED, ERROR, FAILED, PASSED, TIMEOUT, Run
+from supertest.models import CANCELLED, ERROR, FAILED, PASSED, SKIPPED, TIMEOUT, Run
 from supertest.services import runs
 
 log = logging.getLogger(__name__)
@@ -62,17 +62,28 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any) -> None:
     if (run_dir / "report" / "index.html").is_file():
         store = reports.save(run.id, run.kind, run_dir / "report")
     cases = tuple(report.tests) if report else ()
-    if runs.finish(run.id, status, error_message=message, report_store=store, results=cases,
-                   spec_statuses=_spec_statuses(specs, cases, status)) is None and store and runs.get(run.id) is None:
+    finished = runs.finish(run.id, status, error_message=message, report_store=store, results=cases,
+                           spec_statuses=_spec_statuses(specs, report, status))
+    if finished is None and store and runs.get(run.id) is None:
         reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
 
 
-def _spec_statuses(specs: list[workspace.Spec], cases: tuple[results.CaseResult, ...], status: str) -> dict[str, str]:
-    """Each test's outcome from its cases; a test with no results shares the run's fate."""
+def _spec_statuses(specs: list[workspace.Spec], report: results.Report | None, status: str) -> dict[str, str]:
+    """Each test's outcome from its cases. A test without results did not compile (its file is
+    named in an error), was not run because another file did not (Playwright then runs none), or
+    shares the run's fate."""
     outcomes = {}
+    errors = "\n".join(report.errors) if report else ""
     for spec in specs:
-        statuses = [case.status for case in cases if case.file == spec.filename]
-        outcomes[spec.filename] = spec_outcome(statuses) if statuses else (status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR)
+        statuses = [case.status for case in report.tests if case.file == spec.filename] if report else []
+        if statuses:
+            outcomes[spec.filename] = spec_outcome(statuses)
+        elif spec.filename in errors:
+            outcomes[spec.filename] = ERROR
+        elif errors:
+            outcomes[spec.filename] = SKIPPED
+        else:
+            outcomes[spec.filename] = status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR
     return outcomes
 
 
