@@ -35,6 +35,7 @@ test-sqlite: install
 
 bench: install
 	$(PYTHON) bench/overhead.py
+	$(PYTHON) bench/jobs.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info
