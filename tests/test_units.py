@@ -118,3 +118,16 @@ def test_migrations_have_exactly_one_head() -> None:
 ])
 def test_untitled_runs_are_named_after_their_first_test(script: str, title: str) -> None:
     assert default_title(script) == title
+
+
+def test_sqlite_keeps_foreign_keys_on_after_migrating(tmp_path: Path) -> None:
+    """Migrations turn them off for batch table copies; the pooled connection must not stay so."""
+    from flask_migrate import upgrade
+
+    from supertest.extensions import db
+    from tests.conftest import make_app
+
+    app = make_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'fk.db'}"})
+    with app.app_context():
+        upgrade()
+        assert db.session.execute(db.text("PRAGMA foreign_keys")).scalar() == 1
