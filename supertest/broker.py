@@ -1,12 +1,16 @@
 """The Dramatiq broker on Redis, and the middleware that gives actors an app context."""
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from flask import Flask
+
+log = logging.getLogger(__name__)
 
 
 class AppContext(Middleware):
@@ -30,6 +34,33 @@ class AppContext(Middleware):
     after_skip_message = after_process_message
 
 
+class Reaper(Middleware):
+    """In every worker process, a thread that hands back runs whose worker is gone (killed,
+    crashed, cut off): their heartbeat stops, and after WORKER_LOST_SECONDS another worker
+    takes them up. Any worker may reap any run; the handover is a compare-and-set."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.stopped = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopped.set()
+
+    def _reap(self) -> None:
+        from supertest.services import runs  # imports the models, which need the app's extensions
+
+        every = self.app.config["HEARTBEAT_SECONDS"]
+        while not self.stopped.wait(every):
+            with self.app.app_context():
+                try:
+                    runs.reap(self.app.config["WORKER_LOST_SECONDS"])
+                except Exception:  # the database or Redis is down: try again on the next pass
+                    log.warning("could not look for runs of lost workers", exc_info=True)
+
+
 def init_app(app: Flask) -> None:
     """Create the broker for this app, make it Dramatiq's global one and bind the actors to it."""
     broker = RedisBroker(
@@ -41,6 +72,7 @@ def init_app(app: Flask) -> None:
         maintenance_chance=100,
     )
     broker.add_middleware(AppContext(app))
+    broker.add_middleware(Reaper(app))
     dramatiq.set_broker(broker)
     from supertest import tasks  # the actors; imported only once a broker is set
 

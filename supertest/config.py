@@ -70,6 +70,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RUNS_DIR": Path(env.get("RUNS_DIR", "").strip() or INSTANCE_DIR / "runs"),
         "MAX_CONCURRENT_TESTS": _int(env, "MAX_CONCURRENT_TESTS", 3),
         "TEST_EXECUTION_TIMEOUT_MS": _int(env, "TEST_EXECUTION_TIMEOUT_MS", 900_000, minimum=1000),
+        "JOB_EXECUTION_TIMEOUT_MS": _int(env, "JOB_EXECUTION_TIMEOUT_MS", 1_800_000, minimum=1000),
+        # A run whose worker has not shown it is alive for this long is handed to another worker,
+        # up to MAX_RUN_ATTEMPTS attempts in all. Workers show it every HEARTBEAT_SECONDS.
+        "WORKER_LOST_SECONDS": _int(env, "WORKER_LOST_SECONDS", 30, minimum=3),
+        "HEARTBEAT_SECONDS": _int(env, "HEARTBEAT_SECONDS", 5),
+        "MAX_RUN_ATTEMPTS": _int(env, "MAX_RUN_ATTEMPTS", 3),
         "MAX_SCRIPT_BYTES": max_script_bytes,
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,

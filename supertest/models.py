@@ -50,6 +50,8 @@ class Job(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
     # Playwright's own retries for each test; a test that passes on a retry is flaky.
     retries: Mapped[int] = mapped_column(default=0)
+    # This job's time limit; None means JOB_EXECUTION_TIMEOUT_MS.
+    timeout_ms: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     last_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
@@ -88,10 +90,17 @@ class Run(db.Model):
     # Where it was started: "playground", "ui" (a Run button) or "api".
     trigger: Mapped[str] = mapped_column(String(12), default="api")
     retries: Mapped[int] = mapped_column(default=0)
+    # The time limit the runner enforces, fixed when the run is requested.
+    timeout_ms: Mapped[int] = mapped_column(default=900_000)
     title: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(12), default=PENDING, index=True)
     attempt: Mapped[int] = mapped_column(default=1)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # Why the run was started again after its first attempt (its worker was lost or shut down).
+    restarted_because: Mapped[str | None] = mapped_column(String(200))
+    # Which worker process has it ("host:pid"), and when that worker last showed it was alive.
+    worker: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     # Where the HTML report lives: "s3", "local", or None while there is none.
     report_store: Mapped[str | None] = mapped_column(String(10))
     total: Mapped[int] = mapped_column(default=0)

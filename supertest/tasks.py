@@ -6,6 +6,7 @@ from typing import Any, Mapping
 import dramatiq
 
 from supertest.execution import execute_run
+from supertest.services.validation import MAX_TIMEOUT_MS
 
 TEST_QUEUE = "test-execution"
 JOB_QUEUE = "job-execution"
@@ -24,12 +25,14 @@ def execute_job_run(run_id: str) -> None:
 def declare(broker: dramatiq.Broker, config: Mapping[str, Any]) -> dict[str, dramatiq.Actor]:
     """Bind the actors to a broker, with explicit retry and time limits.
 
-    The runner enforces the test time limit itself and kills the browser; Dramatiq's limit is
-    only a backstop well beyond it. Retries are for infrastructure faults that raise before a run
-    is claimed; a failing test is a result and never raises.
+    The runner enforces each run's time limit itself and kills the browser; Dramatiq's limit is
+    only a backstop well beyond the longest a run may be given. Retries are for infrastructure
+    faults that raise before a run is claimed; a failing test is a result and never raises.
+    `notify_shutdown`: a worker told to stop interrupts its runs, which hand themselves back.
     """
-    backstop_ms = config["TEST_EXECUTION_TIMEOUT_MS"] + 5 * 60_000
-    options = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000, "time_limit": backstop_ms}
+    longest = max(config["TEST_EXECUTION_TIMEOUT_MS"], config["JOB_EXECUTION_TIMEOUT_MS"], MAX_TIMEOUT_MS)
+    options = {"max_retries": 3, "min_backoff": 1_000, "max_backoff": 30_000, "time_limit": longest + 5 * 60_000,
+               "notify_shutdown": True}
     return {
         function.__name__: dramatiq.Actor(function, broker=broker, actor_name=function.__name__,
                                           queue_name=queue, priority=0, options=options)

@@ -224,7 +224,7 @@ def test_the_job_form_adds_moves_and_removes_tests_before_saving(app: Flask, cli
     assert counts(app) == before  # nothing is saved until Save
 
     refused = client.post("/jobs/new", data={**form, "retries": "many", "testIds": [first], "action": "save"})
-    assert refused.status_code == 422 and "retries must be a whole number" in refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "must be numbers" in refused.get_data(as_text=True)
     saved = client.post("/jobs/new", data={**form, "testIds": [second, first], "action": "save"})
     assert saved.status_code == 303
     job = client.get("/api" + saved.headers["Location"]).get_json()

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
+from dramatiq.middleware import Shutdown
 from flask import current_app
 
 from supertest import events
 from supertest.execution import results, runner, workspace
 from supertest.execution.progress import GOOD, Progress, spec_outcome
+from supertest.execution.watch import RunWatch
+from supertest.extensions import db
 from supertest.models import CANCELLED, ERROR, FAILED, PASSED, SKIPPED, TIMEOUT, Run
 from supertest.services import runs
 
@@ -21,24 +27,30 @@ BROWSER_FAILURE = "browserType.launch"
 
 def execute_run(run_id: str) -> None:
     """Run one queued run to its terminal status. Safe to call twice: only a pending run starts."""
-    run = runs.claim(run_id)
+    run = runs.claim(run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
     if run is None:
         log.info("run %s is not pending; nothing to do", run_id)
         return
     config = current_app.config
-    run_dir = Path(config["RUNS_DIR"]) / run_id
+    attempt = run.attempt
+    # Per attempt: a lost worker's leftovers never share a directory with the attempt after it.
+    run_dir = Path(config["RUNS_DIR"]) / f"{run_id}-{attempt}"
     tmp_dir = Path(tempfile.mkdtemp(prefix="st-"))
     try:
-        _execute(run, run_dir, tmp_dir, config)
+        with RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
+            _execute(run, run_dir, tmp_dir, config, watch.stop)
+    except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
+        log.warning("run %s: worker shutting down; handing it back to the queue", run_id)
+        runs.hand_back(run_id, "handed back when its worker shut down", attempt)
     except Exception as error:  # our fault, not the test's: say so rather than leave it running
         log.exception("run %s failed inside Supertest", run_id)
-        runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {error}")
+        runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {error}", attempt=attempt)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any) -> None:
+def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threading.Event) -> None:
     specs = [workspace.Spec(spec.filename, spec.script) for spec in run.specs]
     # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
     workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
@@ -53,17 +65,20 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any) -> None:
     outcome = runner.run_playwright(
         node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", run_dir,
         runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
-        config["TEST_EXECUTION_TIMEOUT_MS"] / 1000, progress,
+        run.timeout_ms / 1000, progress, stop,
     )
+    if outcome.stopped:
+        log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
+        return
     report = results.read_report(run_dir / "results.json", run_dir)
-    status, message = _verdict(outcome, report, run_dir, config["TEST_EXECUTION_TIMEOUT_MS"])
+    status, message = _verdict(outcome, report, run_dir, run.timeout_ms)
     store = None
     reports = current_app.extensions["reports"]
     if (run_dir / "report" / "index.html").is_file():
         store = reports.save(run.id, run.kind, run_dir / "report")
     cases = tuple(report.tests) if report else ()
     finished = runs.finish(run.id, status, error_message=message, report_store=store, results=cases,
-                           spec_statuses=_spec_statuses(specs, report, status))
+                           spec_statuses=_spec_statuses(specs, report, status), attempt=run.attempt)
     if finished is None and store and runs.get(run.id) is None:
         reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
 

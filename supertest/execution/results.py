@@ -60,8 +60,8 @@ def _case(spec: dict[str, Any], test: dict[str, Any], titles: list[str], run_dir
     last = results[-1]
     if test.get("status") == "flaky":
         status = "flaky"
-    elif test.get("status") == "skipped":
-        status = "skipped"
+    elif test.get("status") == "skipped" and last.get("status") != "interrupted":  # Playwright counts a
+        status = "skipped"                                   # test stopped at a time limit as skipped
     else:
         status = last.get("status", "skipped")
     errors = [_error_text(e, run_dir) for r in results for e in r.get("errors", [])]

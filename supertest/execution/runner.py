@@ -2,6 +2,7 @@
 environment, a deadline, and a bounded log."""
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -17,8 +18,10 @@ from typing import Any
 EVENT_PREFIX = "@@supertest "
 MAX_LOG_LINES = 400
 MAX_LINE_CHARS = 2000
+MAX_READ_BYTES = 256 * 1024  # longer than any line our reporter prints
 # On a deadline Playwright gets a moment to write its reports (with the tests marked interrupted).
 INTERRUPT_GRACE_SECONDS = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Outcome:
     exit_code: int | None
     timed_out: bool
     log: str
+    stopped: bool = False  # killed because `stop` was set: the run is not ours to finish any more
 
 
 def child_env(run_dir: Path, tmp_dir: Path, browsers_path: str) -> dict[str, str]:
@@ -51,20 +55,27 @@ def run_playwright(
     env: dict[str, str],
     timeout_seconds: float,
     on_event: Callable[[dict[str, Any]], None],
+    stop: threading.Event | None = None,
 ) -> Outcome:
-    """Run the tests in run_dir; call on_event for every line our reporter prints."""
+    """Run the tests in run_dir; call on_event for every line our reporter prints.
+
+    When `stop` is set (a cancel), the whole process group is killed at once, with no grace.
+    """
     process = subprocess.Popen(
         [node, str(cli), "test", "--config", "playwright.config.js"],
         cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_worker,
     )
     log: deque[str] = deque(maxlen=MAX_LOG_LINES)
     reader = threading.Thread(target=_read, args=(process, log, on_event), daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout_seconds
-    timed_out = False
+    timed_out = stopped = False
     try:
         while process.poll() is None:
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
@@ -83,12 +94,14 @@ def run_playwright(
         _signal_group(process, signal.SIGKILL)
         process.wait()
     reader.join(timeout=5)
-    return Outcome(process.returncode, timed_out, "\n".join(log))
+    return Outcome(process.returncode, timed_out, "\n".join(log), stopped)
 
 
 def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[str, Any]], None]) -> None:
     assert process.stdout is not None
-    for raw in process.stdout:
+    # At most MAX_READ_BYTES at a time: a script that prints 50 MB without a newline costs us
+    # no more memory than a short line (the rest of such a line is cut off in the log anyway).
+    for raw in iter(lambda: process.stdout.readline(MAX_READ_BYTES), b""):
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if line.startswith(EVENT_PREFIX):
             try:
@@ -97,6 +110,15 @@ def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[s
             except ValueError:
                 pass
         log.append(line[:MAX_LINE_CHARS])
+
+
+def _die_with_worker() -> None:
+    """In the child, before exec: a SIGKILL when the worker dies (even by SIGKILL), so a lost
+    worker leaves no test running that nobody watches. Linux only; elsewhere a no-op."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:

@@ -50,7 +50,7 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
 
 
 def as_fields(job: Job) -> dict[str, Any]:
-    return {"name": job.name, "description": job.description, "retries": job.retries,
+    return {"name": job.name, "description": job.description, "retries": job.retries, "timeout_ms": job.timeout_ms,
             "test_ids": [entry.test_id for entry in job.entries]}
 
 
@@ -67,7 +67,8 @@ def start_run(job: Job, trigger: str) -> Run:
     if not job.entries:
         raise EmptyJob(f"job {job.name!r} has no tests; add at least one before running it")
     job.last_run_at = utcnow()
-    run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger=trigger, retries=job.retries),
+    run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger=trigger, retries=job.retries,
+                              timeout_ms=job.timeout_ms),
                           [(test, test.title, test.script) for test in job.tests])
     runs.enqueue(run)
     return run

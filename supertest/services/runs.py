@@ -5,7 +5,7 @@ import base64
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,8 @@ from sqlalchemy import Select, and_, func, or_, select, update
 
 from supertest import events
 from supertest.extensions import db
-from supertest.models import ERROR, PENDING, RUNNING, TERMINAL, Run, RunTest, Test, TestResult, new_id, utcnow
+from supertest.models import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, Run, RunTest, Test, TestResult, new_id, \
+    utcnow
 from supertest.services.serialize import run_json
 
 if TYPE_CHECKING:  # execution depends on this module, not the other way round
@@ -48,6 +49,9 @@ def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
     """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
     run.status = PENDING
+    if run.timeout_ms is None:
+        limit = "JOB_EXECUTION_TIMEOUT_MS" if run.kind == "job" else "TEST_EXECUTION_TIMEOUT_MS"
+        run.timeout_ms = current_app.config[limit]
     run.specs = [RunTest(position=i, test_id=test.id, title=title, script=script,
                          filename=spec_filename(title, i + 1 if numbered else None))
                  for i, (test, title, script) in enumerate(tests)]
@@ -72,14 +76,62 @@ def enqueue(run: Run) -> None:
         raise QueueUnavailable(str(error)) from error
 
 
-def claim(run_id: str) -> Run | None:
+def claim(run_id: str, worker: str) -> Run | None:
     """pending → running, only if it is still pending; None when another delivery got there first."""
-    return _transition(run_id, (PENDING,), {"status": RUNNING, "started_at": utcnow()})
+    now = utcnow()
+    return _transition(run_id, (PENDING,), {"status": RUNNING, "started_at": now, "worker": worker,
+                                            "heartbeat_at": now})
+
+
+def cancel(run_id: str) -> Run | None:
+    """pending or running → cancelled. A pending run is then never started; the worker of a running
+    one sees the status change and kills the run's processes. None when the run had already ended."""
+    return finish(run_id, CANCELLED, error_message="Cancelled by a user.")
+
+
+def hand_back(run_id: str, because: str, attempt: int | None = None) -> Run | None:
+    """running → pending again, attempt + 1, and queue it: its worker was lost or is shutting down.
+
+    After MAX_RUN_ATTEMPTS attempts the run ends `error` instead. None when the run is not running,
+    or not in the given `attempt` (a worker hands back only its own).
+    """
+    run = get(run_id)
+    if run is None or run.status != RUNNING or attempt not in (None, run.attempt):
+        return None
+    if run.attempt >= current_app.config["MAX_RUN_ATTEMPTS"]:
+        return finish(run_id, ERROR, error_message=f"Given up after {run.attempt} attempts: {because}.")
+    moved = _transition(run_id, (RUNNING,), {"status": PENDING, "attempt": run.attempt + 1, "started_at": None,
+                                             "worker": None, "heartbeat_at": None, "restarted_because": because},
+                        attempt=run.attempt)
+    if moved is not None:
+        enqueue(moved)
+    return moved
+
+
+def reap(stale_seconds: float) -> list[str]:
+    """Hand back every running run whose worker has not shown it was alive for `stale_seconds`."""
+    stale = utcnow() - timedelta(seconds=stale_seconds)
+    found = db.session.scalars(select(Run.id).where(Run.status == RUNNING, Run.heartbeat_at < stale)).all()
+    db.session.rollback()  # end the read, so the next pass sees fresh rows (SQLite keeps a snapshot)
+    handed = []
+    for run_id in found:
+        # Checked again inside the update: the worker may have beaten since the query above.
+        changed = db.session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING,
+                                                       Run.heartbeat_at < stale).values(heartbeat_at=utcnow()))
+        db.session.commit()
+        if changed.rowcount and hand_back(run_id, "restarted after worker loss"):
+            log.warning("run %s: its worker was lost; handed back to the queue", run_id)
+            handed.append(run_id)
+    return handed
 
 
 def finish(run_id: str, status: str, error_message: str | None = None, report_store: str | None = None,
-           results: tuple[CaseResult, ...] = (), spec_statuses: dict[int, str] | None = None) -> Run | None:
+           results: tuple[CaseResult, ...] = (), spec_statuses: dict[str, str] | None = None,
+           attempt: int | None = None) -> Run | None:
     """Record a terminal status once; a run that has already ended keeps its first outcome.
+
+    A worker passes the `attempt` it claimed: once the run has been handed to another worker,
+    the first worker's outcome no longer counts.
 
     `results` are matched to the run's tests by file name; `spec_statuses` maps a test's file name
     to its outcome in this run (a test not named there takes the run's status).
@@ -100,19 +152,20 @@ def finish(run_id: str, status: str, error_message: str | None = None, report_st
         for spec in specs:
             spec.status = (spec_statuses or {}).get(spec.filename, status)
 
-    return _transition(run_id, (PENDING, RUNNING), values, record)
+    return _transition(run_id, (PENDING, RUNNING), values, record, attempt)
 
 
 def _transition(run_id: str, allowed_from: tuple[str, ...], values: dict,
-                also: Callable[[], None] | None = None) -> Run | None:
+                also: Callable[[], None] | None = None, attempt: int | None = None) -> Run | None:
     """Change a run's status by a conditional update (compare-and-set), then tell its viewers.
 
     `also` adds more changes to the same transaction, only when the status did change.
     None when the run was not in one of `allowed_from`: someone else already moved it on.
     """
-    changed = db.session.execute(
-        update(Run).where(Run.id == run_id, Run.status.in_(allowed_from)).values(**values)
-    ).rowcount
+    query = update(Run).where(Run.id == run_id, Run.status.in_(allowed_from))
+    if attempt is not None:
+        query = query.where(Run.attempt == attempt)
+    changed = db.session.execute(query.values(**values)).rowcount
     if changed and also:
         also()
     db.session.commit()

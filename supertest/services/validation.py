@@ -10,6 +10,7 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_RETRIES = 5
 MAX_JOB_TESTS = 200
+MAX_TIMEOUT_MS = 6 * 3600 * 1000
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 
 
@@ -41,7 +42,7 @@ def test_fields(data: dict[str, Any], max_bytes: int, current: dict[str, str] | 
 
 
 def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """name, description, retries and testIds of a job; which ids exist is checked by the caller."""
+    """name, description, retries, timeoutMs and testIds of a job; which ids exist is checked by the caller."""
     fields = dict(current or {})
     if "name" in data or current is None:
         name = data.get("name")
@@ -55,6 +56,13 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
             raise ValidationError(f"retries must be a whole number from 0 to {MAX_RETRIES}", "retries")
         fields["retries"] = retries
+    if "timeoutMs" in data or current is None:
+        timeout = data.get("timeoutMs")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
+                                    or not 1000 <= timeout <= MAX_TIMEOUT_MS):
+            raise ValidationError(f"timeoutMs must be a whole number of milliseconds from 1000 to {MAX_TIMEOUT_MS}, "
+                                  "or null for the default", "timeoutMs")
+        fields["timeout_ms"] = timeout
     if "testIds" in data or current is None:
         fields["test_ids"] = _test_ids(data.get("testIds", []))
     return fields

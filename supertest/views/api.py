@@ -74,6 +74,17 @@ def get_run(run_id: str):
     return jsonify(run_json(found_run(run_id)))
 
 
+@bp.post("/runs/<run_id>/cancel")
+def cancel_run(run_id: str):
+    """Stop a run: a pending one never starts, a running one has its processes killed."""
+    run = found_run(run_id)
+    cancelled = None if run.finished else runs.cancel(run_id)
+    if cancelled is None:
+        run = runs.get(run_id)
+        raise ApiError(409, "already_finished", f"the run has already ended: {run.status}", {"status": run.status})
+    return jsonify(run_json(cancelled, with_tests=False)), 202
+
+
 @bp.get("/runs")
 def list_runs():
     """Runs, newest first, a page at a time."""

@@ -47,21 +47,25 @@ def edit_form(job: Job | None):
     """GET shows the form; a POST either changes the test list (add, move, remove: the form comes
     back changed, nothing saved) or saves it. Works the same with and without JavaScript."""
     if request.method == "GET":
-        draft = jobs.as_fields(job) if job else {"name": "", "description": "", "retries": 0, "test_ids": []}
+        draft = jobs.as_fields(job) if job else {"name": "", "description": "", "retries": 0, "timeout_ms": None,
+                                                 "test_ids": []}
+        draft["minutes"] = f"{draft.pop('timeout_ms') / 60_000:g}" if draft.get("timeout_ms") else ""
         return render_form(job, draft)
     draft = {"name": request.form.get("name", ""), "description": request.form.get("description", ""),
-             "retries": request.form.get("retries", "0"), "test_ids": request.form.getlist("testIds")}
+             "retries": request.form.get("retries", "0"), "minutes": request.form.get("minutes", "").strip(),
+             "test_ids": request.form.getlist("testIds")}
     action = request.form.get("action", "save")
     if action != "save":
         draft["test_ids"] = rearrange(draft["test_ids"], action, request.form.get("add", ""))
         return render_form(job, draft)
     try:
         retries = int(draft["retries"])
+        timeout_ms = round(float(draft["minutes"]) * 60_000) if draft["minutes"] else None
     except ValueError:
-        return render_form(job, draft, "retries must be a whole number"), 422
+        return render_form(job, draft, "retries and the time limit must be numbers"), 422
     try:
         data = {"name": draft["name"], "description": draft["description"], "retries": retries,
-                "testIds": draft["test_ids"]}
+                "timeoutMs": timeout_ms, "testIds": draft["test_ids"]}
         saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
     except ValidationError as error:
         return render_form(job, draft, error.message), 422

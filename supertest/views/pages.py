@@ -131,6 +131,15 @@ def run_context(run: Run) -> dict[str, Any]:
     return {"run": run, "state": run_json(run), "cases": cases_by_spec(run)}
 
 
+@bp.post("/runs/<run_id>/cancel")
+def cancel_run(run_id: str):
+    """The Cancel button. The run panel learns of the new status over its live stream."""
+    runs.cancel(or_404(runs.get, run_id).id)  # a run that has just ended stays as it ended
+    if htmx_request.htmx:
+        return Response(status=204)
+    return redirect(url_for("pages.run", run_id=run_id), 303)
+
+
 @bp.get("/runs/<run_id>/live")
 def run_live(run_id: str):
     """The run panel's pieces as HTML over SSE, for the htmx SSE extension."""

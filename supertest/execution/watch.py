@@ -1,0 +1,59 @@
+"""A thread beside each running run: it shows the run's worker is alive, and notices when the run
+is no longer this worker's to finish (cancelled by a user, or handed to another worker)."""
+from __future__ import annotations
+
+import logging
+import threading
+from types import TracebackType
+
+from sqlalchemy import Engine, select, update
+
+from supertest.models import RUNNING, Run, utcnow
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.5  # how soon a cancel is noticed
+
+
+class RunWatch:
+    """Use as a context manager around the run's work; `stop` is set once the run is not ours."""
+
+    def __init__(self, engine: Engine, run_id: str, attempt: int, heartbeat_seconds: float) -> None:
+        self.engine = engine  # the engine, not the session: sessions belong to one thread
+        self.run_id = run_id
+        self.attempt = attempt
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stop = threading.Event()
+        self.status: str | None = None  # what the run became when `stop` was set
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{run_id[:8]}", daemon=True)
+
+    def __enter__(self) -> RunWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        beat_due = 0.0
+        waited = 0.0
+        while not self._done.wait(POLL_SECONDS):
+            waited += POLL_SECONDS
+            try:
+                with self.engine.begin() as connection:
+                    if waited >= beat_due:
+                        beat_due = waited + self.heartbeat_seconds
+                        connection.execute(update(Run).where(Run.id == self.run_id, Run.status == RUNNING,
+                                                             Run.attempt == self.attempt).values(heartbeat_at=utcnow()))
+                    row = connection.execute(select(Run.status, Run.attempt).where(Run.id == self.run_id)).first()
+            except Exception:  # a database hiccup: keep running the test, try again next time
+                log.warning("run %s: could not check on the run", self.run_id, exc_info=True)
+                continue
+            if row is None or row.status != RUNNING or row.attempt != self.attempt:
+                self.status = row.status if row is not None else None
+                log.info("run %s is now %s (attempt %s); stopping it here", self.run_id, self.status,
+                         row.attempt if row is not None else "-")
+                self.stop.set()
+                return

@@ -1,0 +1,176 @@
+"""Runs survive faults, each made to happen for real: a hanging test meets its time limit, a user
+cancels, a worker is killed with SIGKILL or told to stop with SIGTERM. No run is lost, none stays
+running, and none leaves processes behind."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from supertest import models
+from supertest.extensions import db
+from supertest.services import runs
+from tests.conftest import make_app, start_worker
+from tests.helpers import PASSING, passing_script, save_job, save_test, start_job, start_run, wait_for_run
+
+# Never ends by itself: no test timeout, a promise that never resolves.
+HANGS = """import { test } from '@playwright/test';
+
+test('waits for ever', async ({ page }) => {
+  test.setTimeout(0);
+  await page.setContent('<p>waiting</p>');
+  await new Promise(() => {});
+});
+"""
+
+
+def waits(seconds: float) -> str:
+    """A test that passes after `seconds`, with its browser open all along."""
+    return ("import { test, expect } from '@playwright/test';\n\n"
+            f"test('takes {seconds} s', async ({{ page }}) => {{\n"
+            "  await page.setContent('<p>busy</p>');\n"
+            f"  await page.waitForTimeout({int(seconds * 1000)});\n"
+            "  await expect(page.locator('p')).toHaveText('busy');\n"
+            "});\n")
+
+
+def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
+    """Every process started for the run (or one attempt of it): they have HOME=<its run dir>."""
+    home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(var.startswith(b"HOME=") and home in var for var in environ):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(condition, timeout: float, what: str) -> float:
+    """Poll until `condition()` is true; returns the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def run_state(client: FlaskClient, run_id: str) -> dict[str, Any]:
+    return client.get(f"/api/runs/{run_id}").get_json()
+
+
+def test_a_job_past_its_time_limit_ends_timeout_and_keeps_what_it_has(client: FlaskClient, worker) -> None:
+    ids = [save_test(client, "quick before the limit", passing_script("quick before the limit")),
+           save_test(client, "hangs past the limit", HANGS)]
+    job_id = save_job(client, "limited", ids)
+    assert client.put(f"/api/jobs/{job_id}", json={"timeoutMs": 8000}).get_json()["timeoutMs"] == 8000
+    run = wait_for_run(client, start_job(client, job_id)["runId"], timeout=90)
+    assert run["status"] == "timeout", run
+    assert run["timeoutMs"] == 8000 and "limit of 8 s" in run["errorMessage"]
+    # Stopped within a few seconds of its limit, not when the test gave up by itself (never).
+    assert run["durationMs"] < 8000 + 15_000, run["durationMs"]
+    statuses = {result["title"]: result["status"] for result in run["tests"]}
+    assert statuses == {"quick before the limit": "passed", "waits for ever": "interrupted"}
+    assert client.get(run["reportUrl"]).status_code == 200  # the report so far is kept
+    assert run_processes(run["id"]) == []
+
+
+def test_cancelling_a_pending_run_means_it_never_starts(app: Flask, client: FlaskClient, worker) -> None:
+    with app.app_context():  # saved but not queued yet, as if its message were still waiting
+        test = db.session.get(models.Test, save_test(client, "cancelled early", PASSING))
+        run_id = runs.create_run(models.Run(kind="test", test_id=test.id, title=test.title),
+                                 [(test, test.title, test.script)]).id
+    response = client.post(f"/api/runs/{run_id}/cancel")
+    assert response.status_code == 202 and response.get_json()["status"] == "cancelled"
+    with app.app_context():
+        runs.enqueue(runs.get(run_id))  # the message arrives after all
+    time.sleep(3)  # ample for the worker to take the message
+    after = run_state(client, run_id)
+    assert (after["status"], after["startedAt"], after["errorMessage"]) == ("cancelled", None, "Cancelled by a user.")
+    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
+
+
+def test_cancelling_a_running_run_kills_its_processes(client: FlaskClient, worker) -> None:
+    run_id = start_run(client, waits(60), "cancelled while running")["runId"]
+    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
+               60, "the run's browser started")
+    response = client.post(f"/api/runs/{run_id}/cancel")
+    assert response.status_code == 202
+    wait_until(lambda: run_processes(run_id) == [], 10, "the run's processes were killed")
+    run = run_state(client, run_id)
+    assert run["status"] == "cancelled" and run["finishedAt"]
+    time.sleep(1)  # the worker's own outcome, had it one, would land by now; the cancel stands
+    assert run_state(client, run_id)["status"] == "cancelled"
+    conflict = client.post(f"/api/runs/{run_id}/cancel")
+    assert conflict.status_code == 409 and conflict.get_json()["error"]["details"]["status"] == "cancelled"
+
+
+@pytest.fixture()
+def pair(app: Flask, settings: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Two workers of their own, on a queue namespace of their own, and an app that queues there."""
+    own = {**settings, "QUEUE_NAMESPACE": f"supertest-faults-{uuid.uuid4().hex[:8]}"}
+    workers = [start_worker(own, tmp_path / f"worker-{n}.log") for n in (1, 2)]
+    try:
+        yield {"app": make_app(own), "workers": workers}
+    finally:
+        for process in workers:
+            process.stop()
+
+
+def worker_of(run: dict[str, Any], app: Flask) -> int:
+    with app.app_context():
+        return int(runs.get(run["id"]).worker.rsplit(":", 1)[1])
+
+
+def children(pid: int) -> set[int]:
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()} \
+        if Path(f"/proc/{pid}").exists() else set()
+
+
+def test_a_run_whose_worker_is_killed_is_taken_up_by_another(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    run_id = start_run(client, waits(6), "outlives its worker")["runId"]
+    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
+               60, "the run started")
+    victim = worker_of(run_state(client, run_id), pair["app"])
+    os.kill(victim, signal.SIGKILL)
+    # The killed worker's test dies with it; nothing of that attempt is left running.
+    wait_until(lambda: run_processes(run_id, attempt=1) == [], 15, "the lost attempt's processes died")
+    # With the default settings (heartbeat 5 s, lost after 30 s), well within 90 s.
+    wait_until(lambda: run_state(client, run_id)["attempt"] == 2, 90, "the run was handed back")
+    run = wait_for_run(client, run_id, timeout=90)
+    assert run["status"] == "passed", run
+    assert run["attempt"] == 2 and run["restartedBecause"] == "restarted after worker loss"
+    # Any live worker may take it up: the pair's other one, or the session's worker (whose reaper
+    # sees the same database and queues the run in its own namespace).
+    assert worker_of(run, pair["app"]) != victim
+    assert len(run["tests"]) == 1  # one final result, from the second attempt
+    assert run_processes(run_id) == []
+
+
+def test_a_worker_told_to_stop_hands_its_run_back(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    run_id = start_run(client, waits(6), "outlives a shutdown")["runId"]
+    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
+               60, "the run started")
+    holder = worker_of(run_state(client, run_id), pair["app"])
+    [stopping] = [w for w in pair["workers"] if holder in children(w.process.pid) | {w.process.pid}]
+    stopping.process.send_signal(signal.SIGTERM)  # as a deployment stops a worker
+    stopping.process.wait(timeout=40)
+    run = wait_for_run(client, run_id, timeout=90)
+    assert run["status"] == "passed", run
+    assert run["attempt"] == 2 and run["restartedBecause"] == "handed back when its worker shut down"
+    assert "Shutting down" in stopping.log() or "Stopping worker" in stopping.log()
+    assert run_processes(run_id) == []
