@@ -8,6 +8,8 @@ import os
 import re
 import time
 import zipfile
+from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -72,6 +74,31 @@ def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 120) -> dict
             return run
         time.sleep(0.2)
     raise AssertionError(f"run {run_id} did not finish within {timeout} s; last seen: {run}")
+
+
+def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
+    """Every process started for the run (or one attempt of it): they have HOME=<its run dir>."""
+    home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(var.startswith(b"HOME=") and home in var for var in environ):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until `condition()` is true; returns the seconds it took."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
 
 
 def read_sse(client: FlaskClient, url: str, timeout: float = 120) -> list[tuple[str, Any]]:

@@ -19,7 +19,8 @@ from supertest import models
 from supertest.extensions import db
 from supertest.services import runs
 from tests.conftest import make_app, start_worker
-from tests.helpers import PASSING, passing_script, save_job, save_test, start_job, start_run, wait_for_run
+from tests.helpers import PASSING, passing_script, run_processes, save_job, save_test, start_job, start_run, \
+    wait_for_run, wait_until
 
 # Never ends by itself: no test timeout, a promise that never resolves.
 HANGS = """import { test } from '@playwright/test';
@@ -40,31 +41,6 @@ def waits(seconds: float) -> str:
             f"  await page.waitForTimeout({int(seconds * 1000)});\n"
             "  await expect(page.locator('p')).toHaveText('busy');\n"
             "});\n")
-
-
-def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
-    """Every process started for the run (or one attempt of it): they have HOME=<its run dir>."""
-    home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(var.startswith(b"HOME=") and home in var for var in environ):
-            found.append(int(entry.name))
-    return found
-
-
-def wait_until(condition, timeout: float, what: str) -> float:
-    """Poll until `condition()` is true; returns the seconds it took."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def run_state(client: FlaskClient, run_id: str) -> dict[str, Any]:

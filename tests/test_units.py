@@ -79,21 +79,24 @@ def test_report_parsing_maps_statuses_and_cleans_errors(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     error = {"message": "\x1b[31mError: boom\x1b[39m", "location": {"file": f"{run_dir}/tests/a.spec.ts",
                                                                       "line": 3, "column": 7}}
-    report = {"errors": [], "suites": [{"title": "a.spec.ts", "file": "a.spec.ts", "specs": [
-        {"title": "ok", "file": "a.spec.ts", "tests": [{"status": "expected", "results": [
-            {"status": "passed", "duration": 10, "errors": []}]}]},
-        {"title": "wobbly", "file": "a.spec.ts", "tests": [{"status": "flaky", "results": [
-            {"status": "failed", "duration": 5, "errors": [error]}, {"status": "passed", "duration": 6}]}]},
-    ], "suites": [{"title": "group", "file": "a.spec.ts", "specs": [
-        {"title": "bad", "file": "a.spec.ts", "tests": [{"status": "unexpected", "results": [
-            {"status": "timedOut", "duration": 30, "errors": [error]}]}]},
-    ]}]}]}
+    report = {"errors": [], "tests": [
+        {"title": "ok", "file": "a.spec.ts", "outcome": "expected", "results": [
+            {"status": "passed", "duration": 10, "errors": []}]},
+        {"title": "wobbly", "file": "a.spec.ts", "outcome": "flaky", "results": [
+            {"status": "failed", "duration": 5, "errors": [error]}, {"status": "passed", "duration": 6}]},
+        {"title": "group › bad", "file": "a.spec.ts", "outcome": "unexpected", "results": [
+            {"status": "timedOut", "duration": 30, "errors": [error]}]},
+        {"title": "never started", "file": "a.spec.ts", "outcome": "skipped", "results": []},
+        {"title": "stopped at the limit", "file": "a.spec.ts", "outcome": "skipped", "results": [
+            {"status": "interrupted", "duration": 3, "errors": []}]},
+    ]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(report))
     parsed = results.read_report(path, run_dir)
     assert parsed is not None
     assert [(t.title, t.status, t.retries, t.duration_ms) for t in parsed.tests] == [
-        ("ok", "passed", 0, 10), ("wobbly", "flaky", 1, 11), ("group › bad", "timedOut", 0, 30)]
+        ("ok", "passed", 0, 10), ("wobbly", "flaky", 1, 11), ("group › bad", "timedOut", 0, 30),
+        ("never started", "skipped", 0, 0), ("stopped at the limit", "interrupted", 0, 3)]
     assert parsed.tests[0].error is None
     assert parsed.tests[2].error == "a.spec.ts:3:7\nError: boom"
 

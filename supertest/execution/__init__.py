@@ -70,7 +70,7 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threadin
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
-    report = results.read_report(run_dir / "results.json", run_dir)
+    report = results.read_report(run_dir / "supertest-results.json", run_dir)
     status, message = _verdict(outcome, report, run_dir, run.timeout_ms)
     store = None
     reports = current_app.extensions["reports"]

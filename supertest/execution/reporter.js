@@ -1,22 +1,39 @@
-// Supertest's live reporter: one JSON line on stdout per finished test attempt, read by the
-// worker and published to the run's viewers while the run is still going.
+// Supertest's reporter. While the run goes: one JSON line on stdout per finished test attempt, read
+// by the worker and published to the run's viewers. At the end: supertest-results.json, the
+// outcome of every test with its errors, and nothing of what the tests printed (Playwright's own
+// JSON report carries all of their output, so a test that prints 50 MB makes a 50 MB report).
+const fs = require('fs');
 const path = require('path');
 
 const PREFIX = '@@supertest ';
+const MAX_TEXT = 8000;
 const emit = (event) => process.stdout.write(PREFIX + JSON.stringify(event) + '\n');
+const text = (value) => (value === undefined || value === null ? null : String(value).slice(0, MAX_TEXT));
+const errorOf = (error) => ({
+  message: text(error.message || error.value),
+  snippet: text(error.snippet),
+  location: error.location || null,
+});
 
 class SupertestReporter {
+  constructor() {
+    this.tests = [];
+    this.errors = [];
+  }
+
   onBegin(config, suite) {
-    const tests = suite.allTests();
     const files = {};
-    for (const test of tests) {
+    for (const test of suite.allTests()) {
       const file = path.basename(test.location.file);
       files[file] = (files[file] || 0) + 1;
+      this.tests.push({ test, results: [] });
     }
-    emit({ event: 'begin', total: tests.length, files });
+    emit({ event: 'begin', total: this.tests.length, files });
   }
 
   onTestEnd(test, result) {
+    const entry = this.tests.find((known) => known.test === test);
+    if (entry) entry.results.push({ status: result.status, duration: result.duration, errors: result.errors.map(errorOf) });
     const error = result.error && (result.error.message || result.error.value);
     emit({
       event: 'test',
@@ -31,6 +48,20 @@ class SupertestReporter {
       // Playwright runs a failed attempt again while retries are left (not after an interruption).
       willRetry: !['skipped', 'interrupted', test.expectedStatus].includes(result.status) && result.retry < test.retries,
     });
+  }
+
+  onError(error) {
+    this.errors.push(errorOf(error));
+  }
+
+  onEnd() {
+    const tests = this.tests.map(({ test, results }) => ({
+      title: test.titlePath().slice(3).join(' › '),
+      file: path.basename(test.location.file),
+      outcome: test.outcome(),
+      results,
+    }));
+    fs.writeFileSync('supertest-results.json', JSON.stringify({ tests, errors: this.errors }));
   }
 
   printsToStdio() {

@@ -1,4 +1,4 @@
-"""Read Playwright's JSON report into per-test results and a run status."""
+"""Read the results our reporter wrote into per-test results and a run status."""
 from __future__ import annotations
 
 import json
@@ -34,40 +34,28 @@ def clean(text: str, run_dir: Path) -> str:
 
 
 def read_report(path: Path, run_dir: Path) -> Report | None:
-    """The parsed report, or None when Playwright did not get as far as writing one."""
+    """The results our reporter wrote (reporter.js), or None when Playwright did not get that far."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    report = Report(errors=[_error_text(error, run_dir) for error in data.get("errors", [])])
-    for suite in data.get("suites", []):
-        _collect(suite, [], report, run_dir)
-    return report
+    return Report(tests=[_case(test, run_dir) for test in data.get("tests", [])],
+                  errors=[_error_text(error, run_dir) for error in data.get("errors", [])])
 
 
-def _collect(suite: dict[str, Any], titles: list[str], report: Report, run_dir: Path) -> None:
-    # The top suite is the file; nested suites are `describe` blocks.
-    path = titles if not titles and suite.get("file") == suite.get("title") else [*titles, suite["title"]]
-    for spec in suite.get("specs", []):
-        for test in spec.get("tests", []):
-            report.tests.append(_case(spec, test, path, run_dir))
-    for child in suite.get("suites", []):
-        _collect(child, path, report, run_dir)
-
-
-def _case(spec: dict[str, Any], test: dict[str, Any], titles: list[str], run_dir: Path) -> CaseResult:
+def _case(test: dict[str, Any], run_dir: Path) -> CaseResult:
     results = test.get("results") or [{}]
     last = results[-1]
-    if test.get("status") == "flaky":
+    if test.get("outcome") == "flaky":
         status = "flaky"
-    elif test.get("status") == "skipped" and last.get("status") != "interrupted":  # Playwright counts a
-        status = "skipped"                                   # test stopped at a time limit as skipped
+    elif test.get("outcome") == "skipped" and last.get("status") != "interrupted":  # Playwright counts a
+        status = "skipped"                                      # test stopped at a time limit as skipped
     else:
         status = last.get("status", "skipped")
     errors = [_error_text(e, run_dir) for r in results for e in r.get("errors", [])]
     return CaseResult(
-        title=" › ".join([*titles, spec["title"]]),
-        file=spec.get("file", ""),
+        title=test.get("title", ""),
+        file=test.get("file", ""),
         status=status,
         duration_ms=int(sum(r.get("duration", 0) for r in results)),
         retries=max(0, len(results) - 1),

@@ -90,9 +90,11 @@ def run_playwright(
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        # Also after a normal exit: whatever the test started in the group goes with it.
+        # Also after a normal exit: whatever the test started in the group goes with it,
+        # and so does whatever left the group (setsid, a detached child) but kept the run's HOME.
         _signal_group(process, signal.SIGKILL)
         process.wait()
+        kill_strays(env["HOME"])
     reader.join(timeout=5)
     return Outcome(process.returncode, timed_out, "\n".join(log), stopped)
 
@@ -110,6 +112,36 @@ def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[s
             except ValueError:
                 pass
         log.append(line[:MAX_LINE_CHARS])
+
+
+def kill_strays(home: str, passes: int = 5) -> int:
+    """SIGKILL every process whose environment has HOME=`home`: the run's, wherever they went.
+
+    A process that drops its environment escapes this; containing it is the sandbox's job.
+    Several passes, since a stray may fork while we look. Returns how many were killed.
+    """
+    marker = f"HOME={home}".encode()
+    killed = 0
+    for _ in range(passes):
+        found = [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()
+                 and marker in _environ(entry.name)]
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if not found:
+            break
+    return killed
+
+
+def _environ(pid: str) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return environ.read().split(b"\0")
+    except OSError:  # gone already, or not ours to read
+        return []
 
 
 def _die_with_worker() -> None:

@@ -48,7 +48,6 @@ def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
         "reporter": [
             ["./supertest-reporter.js"],
             ["html", {"outputFolder": "report", "open": "never"}],
-            ["json", {"outputFile": "results.json"}],
         ],
         "use": {"trace": "on", "screenshot": "on", "video": "on", "launchOptions": launch},
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
