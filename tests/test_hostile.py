@@ -44,7 +44,8 @@ test('prints 50 MB', async () => {
 ATTACHES = """import { test } from '@playwright/test';
 
 test('attaches 30 MB', async ({}, testInfo) => {
-  await testInfo.attach('big.bin', { body: Buffer.alloc(30 * 1024 * 1024, 7), contentType: 'application/octet-stream' });
+  const body = Buffer.alloc(30 * 1024 * 1024, 7);
+  await testInfo.attach('big.bin', { body, contentType: 'application/octet-stream' });
 });
 """
 BIG = 30 * 1024 * 1024
