@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -34,31 +35,40 @@ class AppContext(Middleware):
     after_skip_message = after_process_message
 
 
-class Reaper(Middleware):
-    """In every worker process, a thread that hands back runs whose worker is gone (killed,
-    crashed, cut off): their heartbeat stops, and after WORKER_LOST_SECONDS another worker
-    takes them up. Any worker may reap any run; the handover is a compare-and-set."""
+class Housekeeping(Middleware):
+    """Periodic work in every worker process, each job on a thread of its own.
+
+    - Reap: hand back runs whose worker is gone (killed, crashed, cut off): their heartbeat
+      stops, and after WORKER_LOST_SECONDS another worker takes them up. Any worker may reap
+      any run; the handover is a compare-and-set.
+    - Upload the reports this machine kept on disk while object storage was down.
+    """
 
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.stopped = threading.Event()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        threading.Thread(target=self._reap, name="reaper", daemon=True).start()
+        from supertest.services import reports, runs  # imports the models, which need the app's extensions
+
+        config = self.app.config
+        for name, seconds, job in (
+            ("reaper", config["HEARTBEAT_SECONDS"], lambda: runs.reap(config["WORKER_LOST_SECONDS"])),
+            ("report-uploader", config["REPORT_RETRY_SECONDS"], reports.upload_kept_reports),
+        ):
+            threading.Thread(target=self._every, args=(seconds, job), name=name, daemon=True).start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopped.set()
 
-    def _reap(self) -> None:
-        from supertest.services import runs  # imports the models, which need the app's extensions
-
-        every = self.app.config["HEARTBEAT_SECONDS"]
-        while not self.stopped.wait(every):
+    def _every(self, seconds: float, job: Callable[[], object]) -> None:
+        while not self.stopped.wait(seconds):
             with self.app.app_context():
                 try:
-                    runs.reap(self.app.config["WORKER_LOST_SECONDS"])
+                    job()
                 except Exception:  # the database or Redis is down: try again on the next pass
-                    log.warning("could not look for runs of lost workers", exc_info=True)
+                    log.warning("%s failed; trying again in %s s", threading.current_thread().name, seconds,
+                                exc_info=True)
 
 
 def init_app(app: Flask) -> None:
@@ -72,7 +82,7 @@ def init_app(app: Flask) -> None:
         maintenance_chance=100,
     )
     broker.add_middleware(AppContext(app))
-    broker.add_middleware(Reaper(app))
+    broker.add_middleware(Housekeeping(app))
     dramatiq.set_broker(broker)
     from supertest import tasks  # the actors; imported only once a broker is set
 

@@ -76,6 +76,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WORKER_LOST_SECONDS": _int(env, "WORKER_LOST_SECONDS", 30, minimum=3),
         "HEARTBEAT_SECONDS": _int(env, "HEARTBEAT_SECONDS", 5),
         "MAX_RUN_ATTEMPTS": _int(env, "MAX_RUN_ATTEMPTS", 3),
+        # How often a worker tries again to upload reports it kept on disk while S3 was down.
+        "REPORT_RETRY_SECONDS": _int(env, "REPORT_RETRY_SECONDS", 60),
         "MAX_SCRIPT_BYTES": max_script_bytes,
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,

@@ -1,15 +1,23 @@
-"""What happens when object storage or Redis cannot be reached: real closed ports, no mocks."""
+"""What happens when object storage, Redis or the database cannot be reached: real closed ports
+and real connections cut by a proxy, no mocks."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from flask import Flask
+from flask_migrate import upgrade
 
 from supertest.stack import free_port
-from tests.conftest import ProcfileProcess, make_app, start_worker
-from tests.helpers import PASSING, start_run, wait_for_run
+from tests.conftest import POSTGRES_ADMIN_URL, ProcfileProcess, make_app, start_worker
+from tests.helpers import PASSING, start_run, wait_for_run, wait_until
+from tests.s3server import S3Server
+from tests.tcpproxy import TcpProxy
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +91,70 @@ def test_with_redis_down_the_playground_says_so(app: Flask, settings: dict[str, 
     response = client.post("/playground/runs", data={"script": PASSING}, headers={"HX-Request": "true"})
     assert response.status_code == 503
     assert "Redis" in response.get_data(as_text=True)
+
+
+@pytest.fixture()
+def s3_through_proxy(s3: S3Server, settings: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A worker that reaches S3 only through a proxy the test can take down, trying kept reports
+    again every second; its own queue namespace and report folder."""
+    endpoint = urlsplit(s3.endpoint)
+    proxy = TcpProxy(endpoint.hostname, endpoint.port).up()
+    own = {**settings, "S3_ENDPOINT": f"http://127.0.0.1:{proxy.port}", "REPORT_RETRY_SECONDS": "1",
+           "QUEUE_NAMESPACE": settings["QUEUE_NAMESPACE"] + "-s3-proxy", "REPORTS_DIR": str(tmp_path / "kept")}
+    worker = start_worker(own, tmp_path / "worker.log")
+    try:
+        yield {"proxy": proxy, "settings": own, "worker": worker}
+    finally:
+        worker.stop()
+        proxy.down()
+
+
+def test_a_report_kept_while_s3_was_down_is_uploaded_once_it_is_back(
+    app: Flask, s3: S3Server, s3_through_proxy: dict[str, Any]
+) -> None:
+    proxy, own = s3_through_proxy["proxy"], s3_through_proxy["settings"]
+    proxy.down()
+    client = make_app(own).test_client()
+    run = wait_for_run(client, start_run(client, PASSING, "kept, then uploaded")["runId"])
+    assert run["status"] == "passed", run
+    kept = Path(own["REPORTS_DIR"]) / run["id"] / "report" / "index.html"
+    assert kept.is_file()
+    assert s3.keys(own["S3_TEST_BUCKET_NAME"], f"{run['id']}/") == []
+
+    proxy.up()
+    wait_until(lambda: not kept.exists(), 60, "the kept report was uploaded")
+    assert f"{run['id']}/report/index.html" in s3.keys(own["S3_TEST_BUCKET_NAME"], f"{run['id']}/")
+    # Served from S3 now, by the regular app (which never saw the local copy).
+    assert app.test_client().get(run["reportUrl"]).status_code == 200
+    assert "uploaded now that storage is back" in s3_through_proxy["worker"].log()
+
+
+def test_with_the_database_down_requests_get_503_and_the_app_recovers(settings: dict[str, str]) -> None:
+    """A PostgreSQL database of its own (in either test mode), reached through a proxy."""
+    name = f"supertest_outage_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    server = urlsplit(POSTGRES_ADMIN_URL)
+    proxy = TcpProxy(server.hostname, server.port or 5432).up()
+    try:
+        outage_app = make_app({**settings, "DATABASE_URL": f"postgresql://127.0.0.1:{proxy.port}/{name}"})
+        with outage_app.app_context():
+            upgrade()
+        client = outage_app.test_client()
+        assert client.get("/api/runs").status_code == 200
+
+        proxy.down()
+        for response in (client.get("/api/runs"), client.post("/api/test", json={"script": PASSING})):
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.get_json()["error"]["code"] == "database_unavailable"
+        health = client.get("/api/health")
+        assert health.status_code == 503 and health.get_json()["database"].startswith("error")
+        assert client.get("/runs").status_code == 503  # a page, not a traceback
+
+        proxy.up()
+        assert client.get("/api/runs").status_code == 200
+        assert client.get("/api/health").get_json()["database"] == "ok"
+    finally:
+        proxy.down()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
