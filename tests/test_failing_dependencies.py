@@ -149,7 +149,8 @@ def test_with_the_database_down_requests_get_503_and_the_app_recovers(settings: 
             assert response.get_json()["error"]["code"] == "database_unavailable"
         health = client.get("/api/health")
         assert health.status_code == 503 and health.get_json()["database"].startswith("error")
-        assert client.get("/runs").status_code == 503  # a page, not a traceback
+        page = client.get("/runs")
+        assert page.status_code == 503 and "The database is unreachable" in page.get_data(as_text=True)
 
         proxy.up()
         assert client.get("/api/runs").status_code == 200

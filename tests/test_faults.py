@@ -150,3 +150,14 @@ def test_a_worker_told_to_stop_hands_its_run_back(pair: dict[str, Any]) -> None:
     assert run["attempt"] == 2 and run["restartedBecause"] == "handed back when its worker shut down"
     assert "Shutting down" in stopping.log() or "Stopping worker" in stopping.log()
     assert run_processes(run_id) == []
+
+
+def test_a_message_delivered_twice_runs_once(app: Flask, client: FlaskClient, worker) -> None:
+    run_id = start_run(client, passing_script("delivered twice"))["runId"]
+    with app.app_context():
+        runs.enqueue(runs.get(run_id))  # the same message again, as a redelivery would bring it
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "passed" and run["attempt"] == 1
+    assert len(run["tests"]) == 1
+    wait_until(lambda: f"run {run_id} is not pending; nothing to do" in worker.log(), 30,
+               "the second delivery was turned away")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -63,8 +63,10 @@ def init_app(app: Flask) -> None:
     def database_unavailable(error: OperationalError):
         db.session.rollback()
         log.warning("database unavailable on %s: %s", request.path, error)
-        return error_response(503, "database_unavailable", "The database is unreachable; try again shortly.",
-                              {"service": "database"})
+        message = "The database is unreachable; try again shortly."
+        if not request.path.startswith("/api/"):
+            return render_template("message.html", title="Database unreachable", message=message), 503
+        return error_response(503, "database_unavailable", message, {"service": "database"})
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
