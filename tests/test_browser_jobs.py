@@ -1,6 +1,6 @@
-"""A job built, run and watched in the real UI (headless Chromium, gunicorn, a real worker): a test
-saved from the playground, a job made in the form with tests added and reordered, and its run
-page turning each test's row as that test finishes, without a reload."""
+"""Jobs and runs in the real UI (headless Chromium, gunicorn, a real worker): a test saved from the
+playground, a job made in the form with tests added and reordered, its run page turning each
+test's row as that test finishes without a reload, and a run cancelled from its page."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ import re
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.helpers import FAILING, expect_status, passing_script, save_test, screenshot
+from tests.helpers import FAILING, expect_status, passing_script, save_test, screenshot, start_run, wait_for_run
 
 # Takes a few seconds, so the other tests visibly finish while the run is still going.
 SLOW = """import { test, expect } from '@playwright/test';
@@ -85,3 +85,15 @@ def test_build_a_job_in_the_ui_run_it_and_watch_rows_turn(page: Page, app: Flask
     report = page.frame_locator("iframe.report")
     expect(report.get_by_text("takes its time").first).to_be_visible()
     expect(report.get_by_text("expects the wrong greeting").first).to_be_visible()
+
+
+def test_the_cancel_button_stops_a_running_run(page: Page, app: Flask) -> None:
+    client = app.test_client()
+    run_id = start_run(client, SLOW.replace("4000", "60000"), "cancelled from its page")["runId"]
+    page.goto(f"/runs/{run_id}")
+    expect(page.locator("#run-status .badge")).to_have_text("running", timeout=60_000)
+    page.get_by_role("button", name="Cancel run").click()
+    expect_status(page, "cancelled")
+    expect(page.locator("#run pre.run-error")).to_have_text("Cancelled by a user.")
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    assert wait_for_run(client, run_id)["status"] == "cancelled"
