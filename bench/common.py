@@ -162,7 +162,8 @@ def stacks_in_scratch(log: Path | None, *variants: Mapping[str, str]) -> Iterato
     for n, variant in enumerate(variants):
         home = scratch / f"stack-{n}"
         envs.append({"DATABASE_URL": f"sqlite:///{home / 'supertest.db'}", "REPORTS_DIR": str(home / "reports"),
-                     "RUNS_DIR": str(home / "runs"), "REDIS_URL": "", "S3_ENDPOINT": "",  # empty: unset
+                     "RUNS_DIR": str(home / "runs"), "REDIS_DIR": str(home / "redis"),
+                     "REDIS_URL": "", "S3_ENDPOINT": "",  # empty: unset
                      **variant})
         home.mkdir()
     stacks = [Stack("127.0.0.1", free_port(), env) for env in envs]

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import shlex
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -142,8 +142,12 @@ class Stack:
         if server is None:
             raise RuntimeError("REDIS_URL is not set and redis-server is not installed: run `make install`")
         port = free_port()
-        self._spawn("redis", f"{server} --bind 127.0.0.1 --port {port} --save '' --appendonly no "
-                             f"--dir {tempfile.gettempdir()}")
+        # Kept on disk: runs that were queued (or handed back by a stopping worker) when the stack
+        # stopped are still queued when it starts again.
+        data = Path(self.env.get("REDIS_DIR") or INSTANCE_DIR / "redis")
+        data.mkdir(parents=True, exist_ok=True)
+        self._spawn("redis", f"{server} --bind 127.0.0.1 --port {port} --save '' --appendonly yes "
+                             f"--appendfsync everysec --dir {shlex.quote(str(data))}")
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
                  "redis-server", 10, self.processes[-1][1])
