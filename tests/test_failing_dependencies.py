@@ -19,6 +19,14 @@ from tests.helpers import PASSING, start_run, wait_for_run, wait_until
 from tests.s3server import S3Server
 from tests.tcpproxy import TcpProxy
 
+WAITS_3_S = """import { test } from '@playwright/test';
+
+test('takes 3 s', async ({ page }) => {
+  await page.setContent('<p>busy</p>');
+  await page.waitForTimeout(3000);
+});
+"""
+
 
 @pytest.fixture(scope="module")
 def no_s3_settings(settings: dict[str, str]) -> dict[str, str]:
@@ -129,33 +137,58 @@ def test_a_report_kept_while_s3_was_down_is_uploaded_once_it_is_back(
     assert "uploaded now that storage is back" in s3_through_proxy["worker"].log()
 
 
-def test_with_the_database_down_requests_get_503_and_the_app_recovers(settings: dict[str, str]) -> None:
-    """A PostgreSQL database of its own (in either test mode), reached through a proxy."""
+@pytest.fixture()
+def db_through_proxy(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """A PostgreSQL database of its own (in either test mode), migrated, reached through a proxy the
+    test can take down; settings for it with a queue namespace of their own."""
     name = f"supertest_outage_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     server = urlsplit(POSTGRES_ADMIN_URL)
     proxy = TcpProxy(server.hostname, server.port or 5432).up()
+    own = {**settings, "DATABASE_URL": f"postgresql://127.0.0.1:{proxy.port}/{name}",
+           "QUEUE_NAMESPACE": settings["QUEUE_NAMESPACE"] + "-db-proxy"}
+    app = make_app(own)
+    with app.app_context():
+        upgrade()
     try:
-        outage_app = make_app({**settings, "DATABASE_URL": f"postgresql://127.0.0.1:{proxy.port}/{name}"})
-        with outage_app.app_context():
-            upgrade()
-        client = outage_app.test_client()
-        assert client.get("/api/runs").status_code == 200
-
-        proxy.down()
-        for response in (client.get("/api/runs"), client.post("/api/test", json={"script": PASSING})):
-            assert response.status_code == 503, response.get_data(as_text=True)
-            assert response.get_json()["error"]["code"] == "database_unavailable"
-        health = client.get("/api/health")
-        assert health.status_code == 503 and health.get_json()["database"].startswith("error")
-        page = client.get("/runs")
-        assert page.status_code == 503 and "The database is unreachable" in page.get_data(as_text=True)
-
-        proxy.up()
-        assert client.get("/api/runs").status_code == 200
-        assert client.get("/api/health").get_json()["database"] == "ok"
+        yield {"proxy": proxy, "settings": own, "app": app}
     finally:
         proxy.down()
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_with_the_database_down_requests_get_503_and_the_app_recovers(db_through_proxy: dict[str, Any]) -> None:
+    proxy, client = db_through_proxy["proxy"], db_through_proxy["app"].test_client()
+    assert client.get("/api/runs").status_code == 200
+
+    proxy.down()
+    for response in (client.get("/api/runs"), client.post("/api/test", json={"script": PASSING})):
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.get_json()["error"]["code"] == "database_unavailable"
+    health = client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["database"].startswith("error")
+    page = client.get("/runs")
+    assert page.status_code == 503 and "The database is unreachable" in page.get_data(as_text=True)
+
+    proxy.up()
+    assert client.get("/api/runs").status_code == 200
+    assert client.get("/api/health").get_json()["database"] == "ok"
+
+
+def test_a_worker_records_its_outcome_after_a_database_hiccup(db_through_proxy: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    proxy, own = db_through_proxy["proxy"], db_through_proxy["settings"]
+    worker = start_worker(own, tmp_path / "worker.log")
+    try:
+        client = db_through_proxy["app"].test_client()
+        run_id = start_run(client, WAITS_3_S, "outlives a database hiccup")["runId"]
+        wait_until(lambda: client.get(f"/api/runs/{run_id}").get_json()["status"] == "running", 60, "the run started")
+        proxy.down()  # the test finishes while the database is away
+        wait_until(lambda: "while recording a run's outcome" in worker.log(), 60, "the worker met the outage")
+        proxy.up()
+        run = wait_for_run(client, run_id, timeout=60)
+        assert run["status"] == "passed" and run["attempt"] == 1, run  # recorded, not run again
+    finally:
+        worker.stop()

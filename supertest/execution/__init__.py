@@ -7,11 +7,14 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dramatiq.middleware import Shutdown
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from supertest import events
 from supertest.execution import results, runner, workspace
@@ -23,6 +26,7 @@ from supertest.services import runs
 
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
+T = TypeVar("T")
 
 
 def execute_run(run_id: str) -> None:
@@ -77,10 +81,24 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threadin
     if (run_dir / "report" / "index.html").is_file():
         store = reports.save(run.id, run.kind, run_dir / "report")
     cases = tuple(report.tests) if report else ()
-    finished = runs.finish(run.id, status, error_message=message, report_store=store, results=cases,
-                           spec_statuses=_spec_statuses(specs, report, status), attempt=run.attempt)
+    finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
+                                              results=cases, spec_statuses=_spec_statuses(specs, report, status),
+                                              attempt=run.attempt))
     if finished is None and store and runs.get(run.id) is None:
         reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
+
+
+def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 15)) -> T:
+    """Record an outcome through a database hiccup: the results are only in this process, so
+    waiting a little beats running the whole test again (which the reaper would do after)."""
+    for wait in waits:
+        try:
+            return record()
+        except OperationalError:
+            db.session.rollback()
+            log.warning("database unreachable while recording a run's outcome; trying again in %s s", wait)
+            time.sleep(wait)
+    return record()
 
 
 def _spec_statuses(specs: list[workspace.Spec], report: results.Report | None, status: str) -> dict[str, str]:
