@@ -23,7 +23,6 @@ class RunWatch:
         self.attempt = attempt
         self.heartbeat_seconds = heartbeat_seconds
         self.stop = threading.Event()
-        self.status: str | None = None  # what the run became when `stop` was set
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"watch-{run_id[:8]}", daemon=True)
 
@@ -52,8 +51,7 @@ class RunWatch:
                 log.warning("run %s: could not check on the run", self.run_id, exc_info=True)
                 continue
             if row is None or row.status != RUNNING or row.attempt != self.attempt:
-                self.status = row.status if row is not None else None
-                log.info("run %s is now %s (attempt %s); stopping it here", self.run_id, self.status,
-                         row.attempt if row is not None else "-")
+                log.info("run %s is now %s; stopping it here", self.run_id,
+                         f"{row.status} (attempt {row.attempt})" if row is not None else "deleted")
                 self.stop.set()
                 return
