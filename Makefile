@@ -36,6 +36,7 @@ test-sqlite: install
 bench: install
 	$(PYTHON) bench/overhead.py
 	$(PYTHON) bench/jobs.py
+	$(PYTHON) bench/faults.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info

@@ -5,14 +5,16 @@ One stack as `make run` starts it (supertest.stack.Stack: private redis-server, 
 runs in a temp dir), plus a second worker command started beside it with the same settings: two
 Dramatiq masters, as two machines would be (one master stops all its worker processes when one of
 them dies, so a second process of the same master would not outlive the first). A run's processes
-are found by their environment: the worker gives every one of them HOME=<RUNS_DIR>/<runId>-<attempt>.
+are found by their environment, HOME=<RUNS_DIR>/<runId>-<attempt> as the worker sets it, and by
+their session: Chromium's zygotes and what they fork (renderers, GPU) show an empty environment.
 
 (1) worker loss: a test that keeps its browser open for 20 s goes through POST /api/test; once its
-    browser is up, the Dramatiq worker process holding it (the run's `worker` column, "host:pid",
-    read from the stack's SQLite file) gets SIGKILL. Timed from the kill: the run's claim by another
-    worker (its startedAt, attempt 2) and its end (finishedAt; it must pass). The lost attempt's
-    processes must be gone by then. The killed master shuts down, so (2) and (3) have one worker.
-(2) cancel: a test that keeps its browser open for 60 s; once its browser is up, POST
+    page is open (a Chromium renderer runs), the Dramatiq worker process holding it (the run's
+    `worker` column, "host:pid", read from the stack's SQLite file) gets SIGKILL. Timed from the
+    kill: the run's claim by another worker (its startedAt, attempt 2) and its end (finishedAt; it
+    must pass). The lost attempt's processes must be gone by then. The killed master shuts down,
+    so (2) and (3) have one worker.
+(2) cancel: a test that keeps its browser open for 60 s; once its page is open, POST
     /api/runs/<id>/cancel, timed until no process of the run is left. --rounds times.
 (3) output: tests that write 50 MB to stdout, on one line and in 1 KB lines, and a baseline test
     that writes one 1 KB line, run in turn by the same worker process. A thread samples VmRSS of
@@ -97,46 +99,69 @@ def worker_column(database: Path, run_id: str) -> int:
     return int(pid)
 
 
-def run_pids(runs_dir: Path, run_id: str = "", attempt: int | None = None) -> list[int]:
-    """The processes of a run (of one attempt of it; of any run when `run_id` is empty)."""
-    home = f"HOME={runs_dir}/{run_id}".encode()
-    if run_id:
-        home += f"-{attempt}".encode() if attempt else b"-"
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            variables = (entry / "environ").read_bytes().split(b"\0") if entry.name.isdigit() else []
-        except OSError:  # gone meanwhile, or not ours
-            continue
-        if any(variable.startswith(home) for variable in variables):
-            found.append(int(entry.name))
-    return found
+class RunProcesses:
+    """The live processes of one attempt of a run, or of every run when `run_id` is empty.
+
+    Found by HOME=<run dir> in their environment, and by session: Chromium's zygotes and the
+    processes they fork (renderers, GPU, utilities) show an empty environment, their titles
+    written over it, but stay in the session of the browser process, which has the run's HOME.
+    Sessions once seen are remembered, so those are still found after the browser process is gone.
+    """
+
+    def __init__(self, runs_dir: Path, run_id: str = "", attempt: int = 1) -> None:
+        self.home = f"HOME={runs_dir}/{f'{run_id}-{attempt}' if run_id else ''}".encode()
+        self.sessions: set[int] = set()
+
+    def __call__(self) -> list[int]:
+        found, others = [], {}
+        for entry in os.scandir("/proc"):
+            try:
+                if not entry.name.isdigit():
+                    continue
+                # After the command's closing parenthesis: state, ppid, process group, session.
+                state, _, _, session = Path(entry.path, "stat").read_bytes().rpartition(b")")[2].split()[:4]
+                environ = Path(entry.path, "environ").read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile, or not ours
+                continue
+            if state == b"Z":  # exited, only not yet reaped
+                continue
+            if any(variable.startswith(self.home) for variable in environ):
+                found.append(int(entry.name))
+                self.sessions.add(int(session))
+            else:
+                others[int(entry.name)] = int(session)
+        return found + [pid for pid, session in others.items() if session in self.sessions]
+
+    def gone(self) -> bool:
+        return not self()
 
 
-def browser_up(pids: list[int]) -> bool:
-    """Whether one of `pids` is a Chromium."""
+def page_open(pids: list[int]) -> bool:
+    """Whether one of `pids` is a Chromium renderer of a page (not of the browser's own UI)."""
     for pid in pids:
         try:
-            if "chrom" in Path(os.readlink(f"/proc/{pid}/exe")).name:
-                return True
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
+        if b"--type=renderer" in command and b"--top-chrome-webui" not in command:
+            return True
     return False
 
 
 def children(pid: int) -> list[int]:
+    """The processes `pid` started that are still its children."""
     try:
         return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                for child in (task / "children").read_text().split()]
+                for child in (task / "children").read_bytes().split()]
     except OSError:
         return []
 
 
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    """A memory figure of /proc/<pid>/status, in kB; 0 for a process that is gone."""
+def rss_kb(pid: int) -> int:
+    """The process's resident memory (VmRSS) in kB; 0 for a process that is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
+        for line in Path(f"/proc/{pid}/status").read_bytes().splitlines():
+            if line.startswith(b"VmRSS:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -227,27 +252,31 @@ def add_worker(stack: Stack, log: Path, ready: int) -> subprocess.Popen:
     return process
 
 
-def keep_browser(client: Client, runs_dir: Path, seconds: int) -> str:
-    """Start a run that keeps its browser open for `seconds`; its id, once that browser is up."""
+def keep_browser(client: Client, runs_dir: Path, seconds: int) -> tuple[str, RunProcesses]:
+    """Start a run that keeps its browser open for `seconds`; its id and its first attempt's
+    processes, once its page is open."""
     run_id = client.start(KEEPS_BROWSER.format(seconds=seconds), f"keeps its browser open for {seconds} s")
-    run = client.wait(run_id, "running with its browser up", lambda run: run["status"] in TERMINAL or (
-        run["status"] == RUNNING and browser_up(run_pids(runs_dir, run_id, 1))))
+    processes = RunProcesses(runs_dir, run_id)
+    run = client.wait(run_id, "running with its page open", lambda run: run["status"] in TERMINAL or (
+        run["status"] == RUNNING and page_open(processes())))
     if run["status"] != RUNNING:
         raise BenchError(f"run {run_id} ended {run['status']} before it was stopped: {run['errorMessage']}")
-    return run_id
+    return run_id, processes
 
 
 def kill_worker(client: Client, runs_dir: Path, database: Path, masters: list[subprocess.Popen]) -> str:
     """Figure 1; its final line."""
-    run_id = keep_browser(client, runs_dir, 20)
+    run_id, lost = keep_browser(client, runs_dir, 20)
+    count = len(lost())
     victim = worker_column(database, run_id)
     master = next((process for process in masters if victim in children(process.pid)), None)
     if master is None:
         raise BenchError(f"worker process {victim} belongs to neither worker command")
     killed = time.time()
     os.kill(victim, signal.SIGKILL)
-    gone = until(lambda: not run_pids(runs_dir, run_id, 1), "the lost attempt's processes went", 60)
-    print(f"worker process {victim} killed; the lost attempt's processes gone after {gone:.1f} s", flush=True)
+    gone = until(lost.gone, "the lost attempt's processes went", 60)
+    print(f"worker process {victim} killed; the lost attempt's {count} processes gone after {gone:.1f} s",
+          flush=True)
     handed = client.wait(run_id, "handed back", lambda run: run["attempt"] > 1 or run["status"] in TERMINAL)
     print(f"handed back after {time.time() - killed:.1f} s (seen by polling): status {handed['status']}, "
           f"attempt {handed['attempt']}, because {handed['restartedBecause']!r}", flush=True)
@@ -255,7 +284,7 @@ def kill_worker(client: Client, runs_dir: Path, database: Path, masters: list[su
     if run["status"] != PASSED or run["attempt"] != 2:
         raise BenchError(f"run {run_id} ended {run['status']} in attempt {run['attempt']}: {run['errorMessage']}")
     taker = worker_column(database, run_id)
-    left = run_pids(runs_dir, run_id, 1)
+    left = lost()
     until(lambda: master.poll() is not None, "the killed worker's master exited", 60)
     print(f"taken up by worker process {taker}; the killed one's master exited with {master.returncode}; "
           f"processes of attempt 1 left: {len(left)}", flush=True)
@@ -269,11 +298,11 @@ def cancel_runs(client: Client, runs_dir: Path, rounds: int) -> str:
     """Figure 2; its final line."""
     seconds = []
     for n in range(1, rounds + 1):
-        run_id = keep_browser(client, runs_dir, 60)
-        count = len(run_pids(runs_dir, run_id, 1))
+        run_id, processes = keep_browser(client, runs_dir, 60)
+        count = len(processes())
         start = time.perf_counter()
         client.cancel(run_id)
-        until(lambda run_id=run_id: not run_pids(runs_dir, run_id, 1), f"run {run_id}'s processes went", 60)
+        until(processes.gone, f"run {run_id}'s processes went", 60)
         seconds.append(time.perf_counter() - start)
         status = client.run(run_id)["status"]
         print(f"cancel {n}: {count} processes gone after {seconds[-1]:.2f} s; run {status}", flush=True)
@@ -319,10 +348,12 @@ def main() -> None:
         masters = [process for name, process in stack.processes if name == "worker"]
         print(f"two worker commands ready (masters {', '.join(str(p.pid) for p in masters)})", flush=True)
         lines = [kill_worker(client, runs_dir, database, masters)]
-        survivor = next(process for process in masters if process.poll() is None)
+        survivor = next((process for process in masters if process.poll() is None), None)
+        if survivor is None:
+            raise BenchError("no worker command is left running")
         lines.append(cancel_runs(client, runs_dir, args.rounds))
         lines.append(big_output(client, database, survivor))
-        left = run_pids(runs_dir)
+        left = RunProcesses(runs_dir)()
         if left:
             raise BenchError(f"processes of finished runs are left: {left}")
     print("\n".join(lines))

@@ -8,13 +8,13 @@ import os
 import re
 import time
 import zipfile
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
 from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect
 
+from supertest.execution import runner
 from supertest.models import TERMINAL
 
 RUN_TIMEOUT = 90_000  # ms, in the browser: a run starts Node, Playwright and Chromium, then uploads its report
@@ -77,19 +77,14 @@ def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 120) -> dict
 
 
 def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
-    """Every process started for the run (or one attempt of it): they have HOME=<its run dir>."""
+    """Every live process of the run (or of one attempt of it): those with HOME=<its run dir>, and
+    every other process in their sessions (Chromium overwrites its environment with its titles)."""
     home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(var.startswith(b"HOME=") and home in var for var in environ):
-            found.append(int(entry.name))
-    return found
+    marked = {pid for pid in runner.pids()
+              if any(var.startswith(b"HOME=") and home in var for var in runner.environ_of(pid))}
+    sessions = {runner.session_of(pid) for pid in marked} - {None}
+    return sorted(pid for pid in runner.pids() if runner.session_of(pid) is not None
+                  and (pid in marked or runner.session_of(pid) in sessions))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:

@@ -94,7 +94,7 @@ def run_playwright(
         # and so does whatever left the group (setsid, a detached child) but kept the run's HOME.
         _signal_group(process, signal.SIGKILL)
         process.wait()
-        kill_strays(env["HOME"])
+        kill_strays(process.pid, env["HOME"])
     reader.join(timeout=5)
     return Outcome(process.returncode, timed_out, "\n".join(log), stopped)
 
@@ -114,17 +114,18 @@ def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[s
         log.append(line[:MAX_LINE_CHARS])
 
 
-def kill_strays(home: str, passes: int = 5) -> int:
-    """SIGKILL every process whose environment has HOME=`home`: the run's, wherever they went.
+def kill_strays(session: int, home: str, passes: int = 5) -> int:
+    """SIGKILL what is left of a run outside its process group: processes still in its session
+    (a child that changed its group), and processes that kept HOME=`home` (a child that started a
+    session of its own: setsid, `detached: true`).
 
-    A process that drops its environment escapes this; containing it is the sandbox's job.
-    Several passes, since a stray may fork while we look. Returns how many were killed.
+    A process that does both and drops its environment escapes this; containing it is the sandbox's
+    job. Several passes, since a stray may fork while we look. Returns how many were killed.
     """
     marker = f"HOME={home}".encode()
     killed = 0
     for _ in range(passes):
-        found = [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()
-                 and marker in _environ(entry.name)]
+        found = [pid for pid in pids() if session_of(pid) == session or marker in environ_of(pid)]
         for pid in found:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -136,7 +137,22 @@ def kill_strays(home: str, passes: int = 5) -> int:
     return killed
 
 
-def _environ(pid: str) -> list[bytes]:
+def pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def session_of(pid: int) -> int | None:
+    """The session of a live process; None for one that is gone or already dead (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+            state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
+    except (OSError, ValueError):
+        return None
+    return None if state == b"Z" else int(session)
+
+
+def environ_of(pid: int) -> list[bytes]:
     try:
         with open(f"/proc/{pid}/environ", "rb") as environ:
             return environ.read().split(b"\0")
