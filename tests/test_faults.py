@@ -8,12 +8,14 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from supertest import models
 from supertest.extensions import db
@@ -55,6 +57,11 @@ def run_state(client: FlaskClient, run_id: str) -> dict[str, Any]:
     return client.get(f"/api/runs/{run_id}").get_json()
 
 
+def wait_until_running_with_browser(client: FlaskClient, run_id: str) -> None:
+    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
+               60, "the run's browser started")
+
+
 def test_a_job_past_its_time_limit_ends_timeout_and_keeps_what_it_has(client: FlaskClient, worker) -> None:
     job_id = save_job(client, "limited", [save_test(client, "hangs past the limit", HANGS)])
     assert client.put(f"/api/jobs/{job_id}", json={"timeoutMs": 15000}).get_json()["timeoutMs"] == 15000
@@ -86,8 +93,7 @@ def test_cancelling_a_pending_run_means_it_never_starts(app: Flask, client: Flas
 
 def test_cancelling_a_running_run_kills_its_processes(client: FlaskClient, worker) -> None:
     run_id = start_run(client, waits(60), "cancelled while running")["runId"]
-    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
-               60, "the run's browser started")
+    wait_until_running_with_browser(client, run_id)
     response = client.post(f"/api/runs/{run_id}/cancel")
     assert response.status_code == 202
     wait_until(lambda: run_processes(run_id) == [], 10, "the run's processes were killed")
@@ -121,12 +127,16 @@ def children(pid: int) -> set[int]:
         if Path(f"/proc/{pid}").exists() else set()
 
 
-def test_a_run_whose_worker_is_killed_is_taken_up_by_another(pair: dict[str, Any]) -> None:
+def start_and_find_its_worker(pair: dict[str, Any], title: str) -> tuple[FlaskClient, str, int]:
+    """Start a 6 s run on the pair; once its browser is up, the client, its id and its worker's pid."""
     client = pair["app"].test_client()
-    run_id = start_run(client, waits(6), "outlives its worker")["runId"]
-    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
-               60, "the run started")
-    victim = worker_of(run_state(client, run_id), pair["app"])
+    run_id = start_run(client, waits(6), title)["runId"]
+    wait_until_running_with_browser(client, run_id)
+    return client, run_id, worker_of(run_state(client, run_id), pair["app"])
+
+
+def test_a_run_whose_worker_is_killed_is_taken_up_by_another(pair: dict[str, Any]) -> None:
+    client, run_id, victim = start_and_find_its_worker(pair, "outlives its worker")
     os.kill(victim, signal.SIGKILL)
     # The killed worker's test dies with it; nothing of that attempt is left running.
     wait_until(lambda: run_processes(run_id, attempt=1) == [], 15, "the lost attempt's processes died")
@@ -143,11 +153,7 @@ def test_a_run_whose_worker_is_killed_is_taken_up_by_another(pair: dict[str, Any
 
 
 def test_a_worker_told_to_stop_hands_its_run_back(pair: dict[str, Any]) -> None:
-    client = pair["app"].test_client()
-    run_id = start_run(client, waits(6), "outlives a shutdown")["runId"]
-    wait_until(lambda: run_state(client, run_id)["status"] == "running" and len(run_processes(run_id)) > 2,
-               60, "the run started")
-    holder = worker_of(run_state(client, run_id), pair["app"])
+    client, run_id, holder = start_and_find_its_worker(pair, "outlives a shutdown")
     [stopping] = [w for w in pair["workers"] if holder in children(w.process.pid) | {w.process.pid}]
     stopping.process.send_signal(signal.SIGTERM)  # as a deployment stops a worker
     stopping.process.wait(timeout=40)
@@ -167,3 +173,21 @@ def test_a_message_delivered_twice_runs_once(app: Flask, client: FlaskClient, wo
     assert len(run["tests"]) == 1
     wait_until(lambda: f"run {run_id} is not pending; nothing to do" in worker.log(), 30,
                "the second delivery was turned away")
+
+
+def test_a_run_lost_too_often_ends_error_with_the_reason(app: Flask, client: FlaskClient) -> None:
+    """No worker needed: a run on its last attempt whose worker stopped showing it was alive."""
+    with app.app_context():
+        test = db.session.get(models.Test, save_test(client, "lost again and again", PASSING))
+        run = runs.create_run(models.Run(kind="test", test_id=test.id, title=test.title),
+                              [(test, test.title, test.script)])
+        run_id = run.id
+        runs.claim(run_id, worker="gone:1")
+        last = app.config["MAX_RUN_ATTEMPTS"]
+        db.session.execute(update(models.Run).where(models.Run.id == run_id).values(
+            attempt=last, heartbeat_at=models.utcnow() - timedelta(seconds=app.config["WORKER_LOST_SECONDS"] + 1)))
+        db.session.commit()
+        assert runs.reap(app.config["WORKER_LOST_SECONDS"]) == []  # ended, not handed back
+    run = run_state(client, run_id)
+    assert run["status"] == "error" and run["attempt"] == last
+    assert run["errorMessage"] == f"Given up after {last} attempts: restarted after worker loss."

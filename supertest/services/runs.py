@@ -109,7 +109,8 @@ def hand_back(run_id: str, because: str, attempt: int | None = None) -> Run | No
 
 
 def reap(stale_seconds: float) -> list[str]:
-    """Hand back every running run whose worker has not shown it was alive for `stale_seconds`."""
+    """Hand back every running run whose worker has not shown it was alive for `stale_seconds`
+    (or end it, on its last attempt); returns the ids of those handed back."""
     stale = utcnow() - timedelta(seconds=stale_seconds)
     found = db.session.scalars(select(Run.id).where(Run.status == RUNNING, Run.heartbeat_at < stale)).all()
     db.session.rollback()  # end the read, so the next pass sees fresh rows (SQLite keeps a snapshot)
@@ -119,9 +120,12 @@ def reap(stale_seconds: float) -> list[str]:
         changed = db.session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING,
                                                        Run.heartbeat_at < stale).values(heartbeat_at=utcnow()))
         db.session.commit()
-        if changed.rowcount and hand_back(run_id, "restarted after worker loss"):
+        moved = hand_back(run_id, "restarted after worker loss") if changed.rowcount else None
+        if moved is not None and moved.status == PENDING:
             log.warning("run %s: its worker was lost; handed back to the queue", run_id)
             handed.append(run_id)
+        elif moved is not None:
+            log.warning("run %s: its worker was lost once too often; the run ends %s", run_id, moved.status)
     return handed
 
 
