@@ -11,8 +11,8 @@ from supertest.events import format_sse
 from supertest.models import TERMINAL, Run
 from supertest.services import history, jobs, runs, tests
 from supertest.services.serialize import cases_by_spec, run_json
-from supertest.storage import StorageError
 from supertest.services.validation import ValidationError, is_id, script_and_title
+from supertest.storage import StorageError
 from supertest.views.events import sse_response
 
 bp = Blueprint("pages", __name__)
