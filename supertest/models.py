@@ -90,8 +90,8 @@ class Run(db.Model):
     # Where it was started: "playground", "ui" (a Run button) or "api".
     trigger: Mapped[str] = mapped_column(String(12), default="api")
     retries: Mapped[int] = mapped_column(default=0)
-    # The time limit the runner enforces, fixed when the run is requested.
-    timeout_ms: Mapped[int] = mapped_column(default=900_000)
+    # The time limit the runner enforces, fixed when the run is requested (runs.create_run).
+    timeout_ms: Mapped[int] = mapped_column()
     title: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(12), default=PENDING, index=True)
     attempt: Mapped[int] = mapped_column(default=1)

@@ -17,7 +17,7 @@ const errorOf = (error) => ({
 
 class SupertestReporter {
   constructor() {
-    this.tests = [];
+    this.tests = new Map(); // test id → { test, results }
     this.errors = [];
   }
 
@@ -26,13 +26,13 @@ class SupertestReporter {
     for (const test of suite.allTests()) {
       const file = path.basename(test.location.file);
       files[file] = (files[file] || 0) + 1;
-      this.tests.push({ test, results: [] });
+      this.tests.set(test.id, { test, results: [] });
     }
-    emit({ event: 'begin', total: this.tests.length, files });
+    emit({ event: 'begin', total: this.tests.size, files });
   }
 
   onTestEnd(test, result) {
-    const entry = this.tests.find((known) => known.test === test);
+    const entry = this.tests.get(test.id);
     if (entry) entry.results.push({ status: result.status, duration: result.duration, errors: result.errors.map(errorOf) });
     const error = result.error && (result.error.message || result.error.value);
     emit({
@@ -55,7 +55,7 @@ class SupertestReporter {
   }
 
   onEnd() {
-    const tests = this.tests.map(({ test, results }) => ({
+    const tests = [...this.tests.values()].map(({ test, results }) => ({
       title: test.titlePath().slice(3).join(' › '),
       file: path.basename(test.location.file),
       outcome: test.outcome(),

@@ -51,13 +51,12 @@ def job_outcomes(job_id: str, limit: int = STRIP_LENGTH) -> list[Outcome]:
     return [Outcome(run_id, status) for run_id, status in reversed(rows)]
 
 
-def test_stats(test_id: str, limit: int = STATS_RUNS) -> TestStats:
-    """Pass, fail and flaky counts over the test's last `limit` finished runs.
+def test_stats(outcomes: list[Outcome], limit: int = STATS_RUNS) -> TestStats:
+    """Pass, fail and flaky counts over the last `limit` finished runs among `outcomes` (oldest first).
 
     Runs that ended without a verdict on the test (error, timeout, cancelled) count in `runs` only.
     """
-    statuses = [outcome.status for outcome in test_outcomes(test_id, limit + 5)
-                if outcome.status not in (PENDING, RUNNING)][-limit:]
+    statuses = [outcome.status for outcome in outcomes if outcome.status not in (PENDING, RUNNING)][-limit:]
     return TestStats(len(statuses), statuses.count(PASSED), statuses.count(FAILED), statuses.count(FLAKY))
 
 

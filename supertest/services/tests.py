@@ -1,6 +1,7 @@
 """Saved tests: create, edit, delete, and run them."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +18,14 @@ def list_saved() -> list[Test]:
 def get_saved(test_id: str) -> Test | None:
     test = db.session.get(Test, test_id)
     return test if test is not None and test.saved else None
+
+
+def saved_ids(test_ids: Iterable[str | None]) -> set[str]:
+    """Which of these ids are saved tests (and so have a page to link to)."""
+    wanted = {test_id for test_id in test_ids if test_id}
+    if not wanted:
+        return set()
+    return set(db.session.scalars(select(Test.id).where(Test.id.in_(wanted), Test.saved)))
 
 
 def create(fields: dict[str, Any]) -> Test:

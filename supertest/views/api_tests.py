@@ -33,7 +33,7 @@ def create_test():
 def get_test(test_id: str):
     """One saved test, with its pass, fail and flaky counts over its recent runs."""
     test = found_test(test_id)
-    return jsonify({**test_json(test), "stats": history.test_stats(test.id).as_json()})
+    return jsonify({**test_json(test), "stats": history.test_stats(history.test_outcomes(test.id)).as_json()})
 
 
 @bp.put("/<test_id>")

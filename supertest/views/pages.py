@@ -128,7 +128,8 @@ def run(run_id: str):
 
 
 def run_context(run: Run) -> dict[str, Any]:
-    return {"run": run, "state": run_json(run), "cases": cases_by_spec(run)}
+    return {"run": run, "state": run_json(run), "cases": cases_by_spec(run),
+            "saved_ids": tests.saved_ids(spec.test_id for spec in run.specs)}
 
 
 @bp.post("/runs/<run_id>/cancel")

@@ -17,9 +17,9 @@ bp = Blueprint("test_pages", __name__, url_prefix="/tests")
 def index():
     """Every saved test, with how its recent runs went."""
     saved = tests.list_saved()
-    return render_template("tests/list.html", tests=saved,
-                           outcomes={test.id: history.test_outcomes(test.id) for test in saved},
-                           stats={test.id: history.test_stats(test.id) for test in saved})
+    outcomes = {test.id: history.test_outcomes(test.id) for test in saved}
+    return render_template("tests/list.html", tests=saved, outcomes=outcomes,
+                           stats={test_id: history.test_stats(strip) for test_id, strip in outcomes.items()})
 
 
 @bp.post("")
@@ -32,8 +32,9 @@ def create():
 def show(test_id: str):
     """One test: its script, its history strip and counts, and its runs a page at a time."""
     test = or_404(tests.get_saved, test_id)
+    outcomes = history.test_outcomes(test.id)
     return page_or_fragment("tests/show.html", "runs/_table.html", test=test, page=runs_page(test_id=test.id),
-                            outcomes=history.test_outcomes(test.id), stats=history.test_stats(test.id))
+                            outcomes=outcomes, stats=history.test_stats(outcomes))
 
 
 @bp.post("/<test_id>")
