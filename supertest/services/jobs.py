@@ -66,9 +66,10 @@ def start_run(job: Job, trigger: str) -> Run:
     """Queue a run of the job's tests as they are saved now, in the job's order."""
     if not job.entries:
         raise EmptyJob(f"job {job.name!r} has no tests; add at least one before running it")
-    job.last_run_at = utcnow()
+    now = utcnow()  # the job's lastRunAt is its newest run's createdAt, to the microsecond
+    job.last_run_at = now
     run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger=trigger, retries=job.retries,
-                              timeout_ms=job.timeout_ms),
+                              timeout_ms=job.timeout_ms, created_at=now),
                           [(test, test.title, test.script) for test in job.tests])
     runs.enqueue(run)
     return run
