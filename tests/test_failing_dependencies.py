@@ -19,11 +19,11 @@ from tests.helpers import PASSING, start_run, wait_for_run, wait_until
 from tests.s3server import S3Server
 from tests.tcpproxy import TcpProxy
 
-WAITS_3_S = """import { test } from '@playwright/test';
+WAITS_6_S = """import { test } from '@playwright/test';
 
-test('takes 3 s', async ({ page }) => {
+test('takes 6 s', async ({ page }) => {
   await page.setContent('<p>busy</p>');
-  await page.waitForTimeout(3000);
+  await page.waitForTimeout(6000);
 });
 """
 
@@ -183,7 +183,7 @@ def test_a_worker_records_its_outcome_after_a_database_hiccup(db_through_proxy: 
     worker = start_worker(own, tmp_path / "worker.log")
     try:
         client = db_through_proxy["app"].test_client()
-        run_id = start_run(client, WAITS_3_S, "outlives a database hiccup")["runId"]
+        run_id = start_run(client, WAITS_6_S, "outlives a database hiccup")["runId"]
         wait_until(lambda: client.get(f"/api/runs/{run_id}").get_json()["status"] == "running", 60, "the run started")
         proxy.down()  # the test finishes while the database is away
         wait_until(lambda: "while recording a run's outcome" in worker.log(), 60, "the worker met the outage")
@@ -192,3 +192,4 @@ def test_a_worker_records_its_outcome_after_a_database_hiccup(db_through_proxy: 
         assert run["status"] == "passed" and run["attempt"] == 1, run  # recorded, not run again
     finally:
         worker.stop()
+        print(worker.log()[-6000:])  # shown by pytest when the test fails

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from dramatiq.middleware import Shutdown
 from flask import current_app
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
 from supertest.execution import results, runner, workspace
@@ -94,7 +94,10 @@ def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 
     for wait in waits:
         try:
             return record()
-        except OperationalError:
+        except DBAPIError as error:
+            # A lost connection may surface as OperationalError or, once closed, InterfaceError.
+            if not (isinstance(error, OperationalError) or error.connection_invalidated):
+                raise
             db.session.rollback()
             log.warning("database unreachable while recording a run's outcome; trying again in %s s", wait)
             time.sleep(wait)
