@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import requests.auth
 
 from supertest import config
 from supertest.execution import results, runner, workspace
@@ -141,11 +142,37 @@ def start_quietly(stack: Stack, log: Path) -> None:
 
 @dataclass
 class Bench:
-    """The scratch dir of one benchmark, the settings of its direct runs and its running stacks."""
+    """The scratch dir of one benchmark, the settings of its direct runs, its running stacks, and
+    the API tokens for them (`session.auth = bench.auth`)."""
 
     scratch: Path
     settings: dict[str, Any]
     stacks: list[Stack]
+    auth: TokenAuth
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """Each stack's own token on the requests to it."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self.tokens = tokens  # stack URL → token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        for url, token in self.tokens.items():
+            if request.url and request.url.startswith(url + "/"):
+                request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+
+def issue_token(stack: Stack) -> str:
+    """An account and a token on a fresh stack, made with the commands an operator would use."""
+    flask = ["flask", "--app", "wsgi"]
+    subprocess.run([*flask, "users", "create", "bench@supertest.test", "--admin", "--password-stdin"],
+                   input="a bench password\n", text=True, env=stack.env, cwd=config.PROJECT_ROOT, check=True,
+                   capture_output=True)
+    issued = subprocess.run([*flask, "tokens", "create", "bench@supertest.test", "--name", "bench"], text=True,
+                            env=stack.env, cwd=config.PROJECT_ROOT, check=True, capture_output=True)
+    return issued.stdout.strip().splitlines()[-1]
 
 
 @contextmanager
@@ -171,8 +198,9 @@ def stacks_in_scratch(log: Path | None, *variants: Mapping[str, str]) -> Iterato
         print(f"starting {'the stack' if len(stacks) == 1 else f'{len(stacks)} stacks'} (log: {log})", flush=True)
         for stack in stacks:
             start_quietly(stack, log)
-        yield Bench(scratch, config.from_env({**os.environ, **envs[0]}), stacks)
-    except (BenchError, RuntimeError, requests.RequestException) as error:
+        auth = TokenAuth({stack.url: issue_token(stack) for stack in stacks})
+        yield Bench(scratch, config.from_env({**os.environ, **envs[0]}), stacks, auth)
+    except (BenchError, RuntimeError, requests.RequestException, subprocess.CalledProcessError) as error:
         sys.exit(f"benchmark aborted: {error}\n(stack log: {log})")
     finally:
         for stack in stacks:

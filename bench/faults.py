@@ -338,6 +338,7 @@ def main() -> None:
     args = parse_args(__doc__, default_rounds=5)
     ready = ready_workers(args.log) if args.log else 0
     with stacks_in_scratch(args.log, {}) as bench, requests.Session() as session:
+        session.auth = bench.auth
         stack = bench.stacks[0]
         log = (args.log or bench.scratch / "stack.log").resolve()  # where stacks_in_scratch sends it
         wait_for(lambda: ready_workers(log) > ready, "the stack's worker", 60)

@@ -100,6 +100,7 @@ def main() -> None:
     app: dict[int, list[ApiTiming]] = {WORKERS: [], 1: []}
     with (stacks_in_scratch(args.log, *({"MAX_CONCURRENT_TESTS": str(n)} for n in app)) as bench,
           requests.Session() as session):
+        session.auth = bench.auth
         jobs = {n: (stack.url, save_job(session, stack.url)) for n, stack in zip(app, bench.stacks)}
         print(f"{len(specs)} tests; direct: playwright test with {WORKERS} workers; "
               f"app=K: the job through a stack with MAX_CONCURRENT_TESTS=K", flush=True)

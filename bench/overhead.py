@@ -42,6 +42,7 @@ def main() -> None:
     direct: list[float] = []
     api: list[ApiTiming] = []
     with stacks_in_scratch(args.log, {}) as bench, requests.Session() as session:
+        session.auth = bench.auth
         url = bench.stacks[0].url
 
         def run_a(n: int) -> float:

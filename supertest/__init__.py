@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from supertest import broker, config, events, storage, views
+from supertest import auth, broker, cli, config, events, storage, views
 from supertest.extensions import db, htmx, migrate
 
 
@@ -26,7 +26,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     storage.init_app(app)
     events.init_app(app)
     broker.init_app(app)
+    auth.init_app(app)
     views.init_app(app)
+    app.cli.add_command(cli.users)
+    app.cli.add_command(cli.tokens)
     return app
 
 

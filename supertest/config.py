@@ -49,13 +49,46 @@ def _database_url(env: Mapping[str, str]) -> str:
     return url
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("1", "true", "yes")
+
+
+def _instance_secret_key() -> str:
+    """Without SECRET_KEY (`make run`), one made on first start and kept in instance/, so that the web
+    and worker processes agree on it and sessions outlive a restart."""
+    path = INSTANCE_DIR / "secret-key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        draft = INSTANCE_DIR / f"secret-key.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_hex(32))
+        try:  # a link appears whole or not at all: no process reads a half-written key
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first; use theirs
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = os.environ if env is None else env
     s3_endpoint = _url(env, "S3_ENDPOINT", "", ("http", "https"))
     max_script_bytes = _int(env, "MAX_SCRIPT_BYTES", 256 * 1024)
     return {
-        "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_hex(32),
+        "SECRET_KEY": env.get("SECRET_KEY") or _instance_secret_key(),
+        # Sessions: a cookie script cannot read, not sent along with other sites' requests.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _flag(env, "SESSION_COOKIE_SECURE"),
+        # CSRF is checked by supertest.auth (cookie sessions only; a bearer token needs none), and a
+        # form's token lives as long as the session, so a page left open still posts.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
         "SQLALCHEMY_DATABASE_URI": _database_url(env),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": _url(env, "REDIS_URL", "redis://127.0.0.1:6379/0", ("redis", "rediss", "unix")),
@@ -82,6 +115,13 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,
         "SSE_PING_SECONDS": _int(env, "SSE_PING_SECONDS", 15),
+        # Reports are served from this origin (another host name or port of the same web process), so
+        # that their script cannot act with a user's session. Unset: reports are served sandboxed on
+        # the app's origin, where the trace viewer cannot run. Links to it last REPORT_LINK_SECONDS.
+        "REPORTS_ORIGIN": _url(env, "REPORTS_ORIGIN", "", ("http", "https")).rstrip("/"),
+        "REPORT_LINK_SECONDS": _int(env, "REPORT_LINK_SECONDS", 1800, minimum=60),
+        # Failed sign-ins allowed per account in 15 minutes (four times as many per client address).
+        "LOGIN_MAX_ATTEMPTS": _int(env, "LOGIN_MAX_ATTEMPTS", 5),
         "CHROMIUM_PATH": env.get("CHROMIUM_PATH", "").strip(),
         "PLAYWRIGHT_BROWSERS_PATH": env.get("PLAYWRIGHT_BROWSERS_PATH", "").strip()
         or str(PROJECT_ROOT / ".playwright-browsers"),

@@ -113,9 +113,16 @@ def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
 class Stack:
     """The processes of one Supertest instance, started in order and stopped in reverse."""
 
-    def __init__(self, host: str, port: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, host: str, port: int, env: Mapping[str, str] | None = None,
+                 reports_port: int | None = None) -> None:
         self.host, self.port = host, port
         self.env = process_env({**(env or {}), "HOST": host, "PORT": str(port)})
+        if not self.env.get("REPORTS_ORIGIN"):
+            # Reports on a second port of the web server: an origin of their own, so that script in a
+            # report cannot act with the user's session (see supertest/services/report_links.py).
+            reports_port = reports_port or free_port()
+            shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+            self.env.update(REPORTS_PORT=str(reports_port), REPORTS_ORIGIN=f"http://{shown}:{reports_port}")
         self.processes: list[tuple[str, subprocess.Popen]] = []
 
     @property
@@ -180,12 +187,15 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    stack = Stack(os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000")))
+    port = int(os.environ.get("PORT", "5000"))
+    reports_port = int(os.environ.get("REPORTS_PORT") or port + 1)
+    stack = Stack(os.environ.get("HOST", "127.0.0.1"), port, reports_port=reports_port)
     # Set explicitly: a shell that starts us in the background makes us ignore SIGINT otherwise.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     with stack:
-        print(f"\n  Supertest is running at {stack.url}  (Ctrl-C to stop)\n", flush=True)
+        print(f"\n  Supertest is running at {stack.url}  (Ctrl-C to stop)"
+              f"\n  reports are served from {stack.env['REPORTS_ORIGIN']}\n", flush=True)
         try:
             while all(process.poll() is None for _name, process in stack.processes):
                 time.sleep(0.5)

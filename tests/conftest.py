@@ -17,6 +17,7 @@ from flask_migrate import upgrade
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from supertest import config, create_app
+from supertest.services import accounts
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
 from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, \
     wait_for
@@ -74,9 +75,31 @@ def settings(database_url: str, s3: S3Server, tmp_path_factory: pytest.TempPathF
     }
 
 
+TESTER_EMAIL, TESTER_PASSWORD = "tester@supertest.test", "a long enough password"
+
+
+class BearerClient(FlaskClient):
+    """A test client that signs every request with an API token of the tester's account (made on
+    first use, in whichever database the app has). `authorized=False` for a client with no credentials."""
+
+    def __init__(self, *args: Any, authorized: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if authorized:
+            self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token_of_tester(self.application)}"
+
+
+def token_of_tester(app: Flask) -> str:
+    if "TEST_API_TOKEN" not in app.config:
+        with app.app_context():
+            user = accounts.by_email(TESTER_EMAIL) or accounts.create_user(TESTER_EMAIL, TESTER_PASSWORD, admin=True)
+            app.config["TEST_API_TOKEN"] = accounts.create_token(user, "tests")[1]
+    return app.config["TEST_API_TOKEN"]
+
+
 def make_app(settings: dict[str, str]) -> Flask:
     app = create_app(config.from_env(settings))
     app.config["TESTING"] = True
+    app.test_client_class = BearerClient
     return app
 
 
@@ -87,6 +110,14 @@ def app(settings: dict[str, str]) -> Flask:
     with app.app_context():
         upgrade()
     return app
+
+
+@pytest.fixture(autouse=True)
+def _push_request_context() -> None:
+    """Overrides pytest-flask's fixture of this name, which keeps one request context open around each
+    test: every request the test made then shared one `g`, with Flask-Login's cached user and Flask-WTF's
+    cached CSRF token in it, and could pass or fail for the wrong reason. Here each request has its own
+    context, as in production; a test that needs one opens it."""
 
 
 @pytest.fixture()
@@ -133,9 +164,12 @@ def worker(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPa
 def web(app: Flask, worker: ProcfileProcess, settings: dict[str, str],
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The Procfile's `web` process (gunicorn, gevent) on a free port; yields its base URL."""
-    port = free_port()
+    port, reports_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    process = ProcfileProcess("web", {**settings, "PORT": str(port), "HOST": "127.0.0.1"},
+    # Reports on a port of their own: another origin, as `make run` serves them.
+    process = ProcfileProcess("web", {**settings, "PORT": str(port), "HOST": "127.0.0.1",
+                                      "REPORTS_PORT": str(reports_port),
+                                      "REPORTS_ORIGIN": f"http://127.0.0.1:{reports_port}"},
                               tmp_path_factory.mktemp("web") / "web.log", lambda _: answers_health(url))
     try:
         yield url
@@ -155,10 +189,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture()
-def page(browser: Browser, web: str) -> Iterator[Page]:
+def page(browser: Browser, web: str, app: Flask) -> Iterator[Page]:
+    token_of_tester(app)  # the tester's account exists
     context = browser.new_context(base_url=web, viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
+    sign_in(page)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"JavaScript error: {error}"))
     page.on("console", lambda message: message.type == "error" and errors.append(f"console: {message.text}"))
@@ -167,6 +203,15 @@ def page(browser: Browser, web: str) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, errors
+
+
+def sign_in(page: Page, email: str = TESTER_EMAIL, password: str = TESTER_PASSWORD) -> None:
+    """Through the login page, as a person would; the tester's account exists once the app has made a client."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
+from tests.conftest import sign_in, token_of_tester
 from tests.helpers import FAILING, PASSING, RUN_TIMEOUT, SYNTAX_ERROR, expect_status, screenshot, start_run, \
     wait_for_run
 
@@ -123,7 +124,8 @@ def test_syntax_error_shows_status_error_with_the_line(page: Page) -> None:
     screenshot(page, "error")
 
 
-def test_trace_viewer_loads_the_trace_through_the_proxy(page: Page, finished: dict[str, dict[str, Any]]) -> None:
+def test_trace_viewer_loads_the_trace_through_the_proxy(page: Page, finished: dict[str, dict[str, Any]],
+                                                        web: str) -> None:
     run = finished["passed"]
     assert run["status"] == "passed", run
     page.goto(run["reportUrl"])
@@ -131,7 +133,9 @@ def test_trace_viewer_loads_the_trace_through_the_proxy(page: Page, finished: di
     trace_link = page.locator('a[href*="trace/index.html?trace="]').first
     expect(trace_link).to_be_visible()
     trace_link.click()
-    expect(page).to_have_url(re.compile(rf"/api/test-results/{run['id']}/report/trace/index\.html\?trace="))
+    # On the reports origin, through a signed link: the trace viewer's service worker works there.
+    expect(page).to_have_url(re.compile(r"/r/[\w.-]+/trace/index\.html\?trace="))
+    assert urlsplit(page.url).netloc != urlsplit(web).netloc
     # The action list only fills in once the service worker has fetched and unzipped the trace.
     actions = page.locator(".action-title")
     expect(actions.filter(has_text="Set content")).to_be_visible(timeout=30_000)
@@ -175,6 +179,8 @@ def test_without_javascript_the_form_still_runs_and_shows_the_run_page(browser: 
     context = browser.new_context(base_url=web, java_script_enabled=False)
     page = context.new_page()
     try:
+        token_of_tester(app)  # the tester's account exists
+        sign_in(page)  # the login page is a plain form too
         page.goto("/playground")
         expect(page.locator("textarea#script")).to_be_visible()  # no CodeMirror without JavaScript
         page.get_by_role("button", name="Run", exact=True).click()

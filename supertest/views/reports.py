@@ -1,29 +1,77 @@
-"""The report proxy: a run's Playwright HTML report and its files, from S3 or the local disk."""
+"""The report proxy: a run's Playwright HTML report and its files, from S3 or the local disk.
+
+Two ways in: the API's URL, for token holders (curl, CI), which sends a browser on to a signed link
+on the reports origin; and that signed link, the only thing the reports origin serves.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, send_file
 
+from supertest.models import Run
+from supertest.services import report_links, runs
 from supertest.storage import LOCAL, S3, BadReportPath, RangeNotSatisfiable, ReportFile, StorageError, \
     content_type, report_key
 from supertest.views.api import found_run
 from supertest.views.errors import ApiError
 
-bp = Blueprint("reports", __name__, url_prefix="/api")
-HEADERS = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+bp = Blueprint("reports", __name__)
+# no-referrer: a report's links to other sites must not hand them its signed URL.
+HEADERS = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "no-referrer"}
+# On the app's own origin a report runs sandboxed: an opaque origin, no cookies, no same-origin requests.
+SANDBOX = {"Content-Security-Policy": "sandbox allow-scripts allow-popups allow-downloads allow-forms allow-modals"}
 
 
-@bp.get("/test-results/<run_id>/<path:path>")
+@bp.get("/api/test-results/<run_id>/<path:path>")
 def report_file(run_id: str, path: str):
-    """Stream one file of a run's report, honouring Range so videos seek."""
+    """Stream one file of a run's report, honouring Range so videos seek; a browser signed in with a
+    session is sent to the reports origin instead, when there is one."""
     run = found_run(run_id)
+    if not g.get("by_token") and report_links.origin() and path.startswith("report/"):
+        _check(run, path)
+        return redirect(report_links.url(run.id, path.removeprefix("report/")), 302)
+    response = _serve(run, path)
+    response.headers.update(SANDBOX)
+    return response
+
+
+@bp.get("/r/<signature>/<path:path>")
+def signed_file(signature: str, path: str):
+    """A file of a report on the reports origin, for whoever holds a live link to it."""
     try:
-        key = report_key(run_id, path)
+        run_id = report_links.run_id_of(signature)
+    except report_links.LinkExpired:
+        raise ApiError(403, "link_expired", "This report link has expired; open the run's page again.") from None
+    run = runs.get(run_id) if run_id else None
+    if run is None:
+        raise ApiError(404, "not_found", "No such report.")
+    return _serve(run, f"report/{path}")
+
+
+def _check(run: Run, path: str) -> str:
+    """The storage key of `path`, once the run has a report to take it from."""
+    try:
+        key = report_key(run.id, path)
     except BadReportPath:
         raise ApiError(400, "invalid_path", "that path is not inside the run's report", {"path": path}) from None
     if not run.finished:
-        return jsonify({"status": run.status}), 202
+        raise NotYet(run.status)
     if run.report_store is None:
         raise ApiError(404, "no_report", run.error_message or "This run finished without a report.")
+    return key
+
+
+class NotYet(Exception):
+    """The run has not finished: its report does not exist yet."""
+
+
+@bp.errorhandler(NotYet)
+def not_yet(error: NotYet):
+    return jsonify({"status": str(error)}), 202
+
+
+def _serve(run: Run, path: str) -> Response:
+    key = _check(run, path)
     store = current_app.extensions["reports"]
     bucket = store.bucket(run.kind)
     if run.report_store == S3 and bucket is not None:

@@ -1,0 +1,111 @@
+"""Users and their API tokens: creating them, checking a password or a token, disabling and revoking."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from supertest.extensions import db
+from supertest.models import ApiToken, User, utcnow
+from supertest.services.validation import ValidationError
+
+MIN_PASSWORD = 10
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# Checked against when the email is unknown, so a wrong email costs as long as a wrong password.
+_DUMMY_HASH = generate_password_hash("not a password of anyone's")
+
+
+def any_user() -> bool:
+    return db.session.scalar(select(func.count()).select_from(User)) > 0
+
+
+def get_user(user_id: str) -> User | None:
+    return db.session.get(User, user_id)
+
+
+def by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def list_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.email)))
+
+
+def create_user(email: str, password: str, admin: bool = False) -> User:
+    email = email.strip().lower()
+    if not EMAIL.match(email) or len(email) > 254:
+        raise ValidationError("email must look like name@example.com", "email")
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"password must be at least {MIN_PASSWORD} characters long", "password")
+    if by_email(email) is not None:
+        raise ValidationError(f"{email} already has an account", "email", status=409, code="conflict")
+    user = User(email=email, password_hash=generate_password_hash(password), is_admin=admin)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def check_password(email: str, password: str) -> User | None:
+    """The active user with this email and password, or None (wrong either way, or disabled)."""
+    user = by_email(email)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def set_active(user: User, active: bool) -> None:
+    user.active = active
+    db.session.commit()
+
+
+def create_token(user: User, name: str) -> tuple[ApiToken, str]:
+    """A new token for `user`; the plain token is returned this once and never stored."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError("a token needs a name of 1 to 100 characters", "name")
+    lookup, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, lookup=lookup, secret_hash=_digest(secret))
+    db.session.add(token)
+    db.session.commit()
+    return token, f"st_{lookup}_{secret}"
+
+
+def user_for_token(presented: str) -> User | None:
+    """The active user a live token belongs to, or None for a made-up, revoked or malformed one."""
+    match = TOKEN.match(presented.strip())
+    if match is None:
+        return None
+    token = db.session.scalar(select(ApiToken).where(ApiToken.lookup == match[1]))
+    if token is None or not hmac.compare_digest(token.secret_hash, _digest(match[2])):
+        return None
+    if token.revoked_at is not None or not token.user.active:
+        return None
+    token.last_used_at = utcnow()
+    db.session.commit()
+    return token.user
+
+
+def revoke_token(user: User, token_id: str) -> ApiToken | None:
+    """Revoke one of `user`'s tokens (an admin may revoke anyone's); None when there is no such token."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None or (token.user_id != user.id and not user.is_admin):
+        return None
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        db.session.commit()
+    return token
+
+
+def _digest(secret: str) -> str:
+    # A token's secret is 256 random bits: a fast hash is enough, unlike a password.
+    return hashlib.sha256(secret.encode()).hexdigest()
