@@ -191,6 +191,14 @@ def test_an_embedded_base64_zip_is_decoded_redacted_and_put_back(tmp_path: Path)
         assert json.loads(archive.read("report.json")) == {"title": "[secret]"}
 
 
+def test_a_damaged_zip_is_searched_as_binary(tmp_path: Path) -> None:
+    path = tmp_path / "broken.zip"
+    data = b"PK\x03\x04\xff\xfe not really a zip " + SECRET.encode()
+    path.write_bytes(data)
+    assert redact_file(path, [SECRET])
+    assert path.read_bytes() == data.replace(SECRET.encode(), b"*" * len(SECRET.encode()))
+
+
 def test_links_are_not_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -283,7 +291,7 @@ def stored(folder: Path) -> Iterator[tuple[str, bytes]]:
 def leaks(folder: Path) -> list[str]:
     needles = {name: form.encode() for name, form in forms(SECRET).items()} | {"prefix": SECRET_PREFIX.encode()}
     return [f"{where}: {name}" for where, data in stored(folder) for name, needle in needles.items()
-            if needle in data]
+            if needle in data or needle in where.encode()]
 
 
 @pytest.fixture(scope="module")

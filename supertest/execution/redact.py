@@ -50,6 +50,7 @@ import shutil
 import tempfile
 import urllib.parse
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,9 +292,10 @@ def _redact_file(path: Path, matcher: Matcher, depth: int) -> bool:
     if head == ZIP_MAGIC and depth < MAX_ZIP_DEPTH:
         try:
             return _redact_zip(path, matcher, depth)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as error:
-            # Not a zip after all, or one we cannot read (encrypted, odd compression): its raw
-            # bytes are still searched below, which is all we can do.
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError) as error:
+            # Not a zip after all, or one we cannot read (encrypted, odd compression, damaged): its
+            # raw bytes are still searched below, which is all we can do. (OSError, a full disk
+            # say, is not caught: the caller must not keep a file it could not redact.)
             log.warning("%s: cannot read it as a zip (%s); searching it as a binary file", path, error)
     with path.open("rb") as source:
         found, utf8 = _scan(source, matcher)
