@@ -165,6 +165,15 @@ def test_zip_entries_are_redacted_keeping_names_order_dates_and_compression(tmp_
         assert archive.read("untouched.bin") == bytes(range(256))
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_entries_of_the_same_name_are_each_redacted(tmp_path: Path) -> None:
+    path = tmp_path / "twice.zip"
+    make_zip(path, [("a.txt", b"clean", zipfile.ZIP_DEFLATED), ("a.txt", SECRET.encode(), zipfile.ZIP_DEFLATED)])
+    assert redact_file(path, [SECRET])
+    with zipfile.ZipFile(path) as archive:
+        assert [archive.open(info).read() for info in archive.infolist()] == [b"clean", b"[secret]"]
+
+
 def test_a_zip_without_the_secret_is_left_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "trace.zip"
     make_zip(path, [("a.txt", b"hello", zipfile.ZIP_DEFLATED)])

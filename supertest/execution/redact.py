@@ -51,7 +51,7 @@ import tempfile
 import urllib.parse
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -308,7 +308,7 @@ def _redact_file(path: Path, matcher: Matcher, depth: int) -> bool:
     return True
 
 
-def _rewrite(path: Path, copy) -> None:
+def _rewrite(path: Path, copy: Callable[[BinaryIO, BinaryIO], None]) -> None:
     """Write a new version of `path` through a temporary file beside it, then put it in place."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".redact", dir=path.parent)
     try:
@@ -324,20 +324,21 @@ def _rewrite(path: Path, copy) -> None:
 def _redact_zip(path: Path, matcher: Matcher, depth: int) -> bool:
     """Search every entry; if a secret is in any, write the zip again with those entries
     redacted and the others as they were (same names, order, dates, compression)."""
-    plan: dict[str, tuple[str, Path | None]] = {}  # entry name → ("text" | "binary" | "zip", extracted zip)
+    # Entry number (names may repeat in a zip) → ("text" | "binary" | "zip", the redacted zip extracted).
+    plan: dict[int, tuple[str, Path | None]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
+            for number, info in enumerate(archive.infolist()):
                 if info.is_dir():
                     continue
                 with archive.open(info) as entry:
                     head = entry.read(len(ZIP_MAGIC))
                 if head == ZIP_MAGIC and depth + 1 < MAX_ZIP_DEPTH:
                     extracted = _extract(archive, info, path.parent)
-                    plan[info.filename] = ("zip", extracted)
+                    plan[number] = ("zip", extracted)
                     try:
                         if not _redact_file(extracted, matcher, depth + 1):
-                            del plan[info.filename]
+                            del plan[number]
                             os.unlink(extracted)
                     except BaseException:
                         os.unlink(extracted)
@@ -346,7 +347,7 @@ def _redact_zip(path: Path, matcher: Matcher, depth: int) -> bool:
                 with archive.open(info) as entry:
                     found, utf8 = _scan(entry, matcher)
                 if found:
-                    plan[info.filename] = ("text" if utf8 else "binary", None)
+                    plan[number] = ("text" if utf8 else "binary", None)
         if not plan:
             return False
         with zipfile.ZipFile(path) as archive:
@@ -365,11 +366,11 @@ def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> P
     return Path(name)
 
 
-def _write_zip(archive: zipfile.ZipFile, target: BinaryIO, plan: dict[str, tuple[str, Path | None]],
+def _write_zip(archive: zipfile.ZipFile, target: BinaryIO, plan: dict[int, tuple[str, Path | None]],
                matcher: Matcher) -> None:
     with zipfile.ZipFile(target, "w") as output:
         output.comment = archive.comment
-        for info in archive.infolist():
+        for number, info in enumerate(archive.infolist()):
             copy = zipfile.ZipInfo(info.filename, info.date_time)
             copy.compress_type = info.compress_type
             copy.external_attr = info.external_attr
@@ -378,7 +379,7 @@ def _write_zip(archive: zipfile.ZipFile, target: BinaryIO, plan: dict[str, tuple
             if info.is_dir():
                 output.writestr(copy, b"")
                 continue
-            kind, extracted = plan.get(info.filename, ("same", None))
+            kind, extracted = plan.get(number, ("same", None))
             big = info.file_size > 1 << 30
             with output.open(copy, "w", force_zip64=big) as entry:
                 if extracted is not None:
