@@ -1,0 +1,506 @@
+"""Secrets out of what we store: a test's secret values are replaced by `[secret]` in text, and in
+every file of a run's folder (the Playwright HTML report with its traces) before it is uploaded.
+
+What a secret is found as, character by character, so any mix of these forms in one occurrence:
+- itself (as UTF-8 bytes);
+- JSON-escaped once or twice, the way JSON.stringify and json.dumps write it inside a string:
+  `\\"`, `\\\\`, `\\/`, `\\n`..., `\\u00e9` in either case, surrogate pairs for emoji; twice is
+  what Playwright stores for an expect failure (`Received: \\"s3cr\\\\\\"et\\"`, a quoted value
+  inside a JSON string);
+- percent-encoded (UTF-8 bytes as %XX in either case, `+` for a space), as in a URL's query;
+- HTML-escaped (&amp; &lt; &gt; &quot; &#39; &apos; and numeric references), as in page.content();
+- with ANSI colour codes between its characters (raw or JSON-escaped): expect's diff highlights
+  the part of a received string that differs, which cuts a secret into pieces.
+Where occurrences of one or several secrets overlap, the whole stretch they cover is replaced.
+
+Not found: a secret that a test transforms (base64, hex, reversed, split, upper-cased, hashed,
+compressed: a gzip body, a zip the test attaches is searched though, see below), a text file in
+another encoding than UTF-8 (UTF-16...), a secret inside base64 that we do not decode (a data:
+URL in a DOM snapshot, except the report's own embedded zip), and pixels: a secret shown on a
+page is in the screenshots, the video and the trace's screencast frames, and stays there.
+
+Files: text (anything that is valid UTF-8) gets `[secret]`; zips (any file or entry starting
+with a local file header: traces, attachments) are searched entry by entry and rewritten with the
+same names, order, dates and compression; the report's index.html has its data as a base64 zip
+in `<template id="playwrightReportBase64">data:application/zip;base64,...</template>` (1.65;
+older versions had `window.playwrightReportBase64 = "data:application/zip;base64,..."`), which
+is decoded, redacted and put back. Any other file (png, jpeg, webm) is binary: it is searched
+too, and an occurrence of a secret's bytes is overwritten with as many `*`, so that offsets in
+the file stay right; in practice that never happens, as pixels and compressed data do not spell
+a secret.
+
+Memory stays bounded whatever the size of a file: everything is read in CHUNK-sized pieces,
+keeping back only what could be the start of an occurrence, and rewritten through a temporary
+file next to it (a zip entry that is itself a zip is extracted to one). A file with no secret in
+it is read once and left as it is, byte for byte.
+
+A very short secret (one or two characters) is found everywhere and leaves the report broken:
+the form that takes secrets should ask for a length that makes that unlikely.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+REPLACEMENT = "[secret]"
+MASK = b"*"
+CHUNK = 1024 * 1024
+ZIP_MAGIC = b"PK\x03\x04"
+EMBEDDED_ZIP = b"data:application/zip;base64,"
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+MAX_ZIP_DEPTH = 3  # a zip in a zip in the report's embedded zip; deeper ones are searched as binary
+# Up to this many colour codes (ESC[...m, raw or as \u001b) between two characters of a secret.
+_ANSI = rb"(?:(?:\x1b|\\u001[bB]|\\\\u001[bB])\[[0-9;]{0,12}m){0,4}"
+_ANSI_MAX = 4 * (len(r"\\u001b") + 1 + 12 + 1)
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t"}
+_HTML_NAMED = {"&": ["&amp;"], "<": ["&lt;"], ">": ["&gt;"], '"': ["&quot;"], "'": ["&apos;"]}
+
+
+def redact_text(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every occurrence of every secret, in any of the forms above, as `[secret]`."""
+    matcher = Matcher.of(secrets)
+    if matcher is None:
+        return text
+    return matcher.replace(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
+
+
+def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
+    """Text-like bytes (UTF-8, or ASCII-compatible) with every secret as `[secret]`. The length
+    changes: for binary formats, whose offsets must hold, redact_file masks instead."""
+    matcher = Matcher.of(secrets)
+    return data if matcher is None else matcher.replace(data)
+
+
+def redact_file(path: Path, secrets: Sequence[str]) -> bool:
+    """Rewrite one file in place so that no secret remains in it (see the module's docstring for
+    how text, zips, the report's index.html and binary files are treated). True if it changed."""
+    matcher = Matcher.of(secrets)
+    return False if matcher is None else _redact_file(Path(path), matcher, depth=0)
+
+
+def redact_folder(folder: Path, secrets: Sequence[str]) -> list[Path]:
+    """Redact every regular file under `folder` (a run's report folder, or the run folder whose
+    files we keep), in place; symbolic links are neither followed nor touched. Returns the files
+    that changed."""
+    matcher = Matcher.of(secrets)
+    if matcher is None:
+        return []
+    changed = []
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow linked folders
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root, name)
+            if not path.is_symlink() and path.is_file() and _redact_file(path, matcher, depth=0):
+                changed.append(path)
+    return changed
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Compiled patterns for a set of secrets: `any` finds where some secret may start, `each`
+    tells how far each one reaches from there; `longest` bounds the bytes an occurrence can take."""
+
+    any: re.Pattern[bytes]
+    each: tuple[re.Pattern[bytes], ...]
+    longest: int
+
+    @classmethod
+    def of(cls, secrets: Sequence[str]) -> Matcher | None:
+        unique = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        if not unique:
+            return None
+        built = [_secret_pattern(secret) for secret in unique]
+        return cls(re.compile(b"|".join(source for source, _ in built)),
+                   tuple(re.compile(source) for source, _ in built),
+                   max(longest for _, longest in built))
+
+    def spans(self, data: bytes, stop: int | None = None) -> list[tuple[int, int]]:
+        """The stretches covered by occurrences starting before `stop`, merged where they overlap.
+        Every start is tried (not only the first of overlapping ones), and at each start the
+        furthest-reaching secret counts."""
+        stop = len(data) if stop is None else stop
+        spans: list[tuple[int, int]] = []
+        position = 0
+        while position < stop and (found := self.any.search(data, position)) is not None:
+            start = found.start()
+            if start >= stop:
+                break
+            end = max((m.end() for pattern in self.each if (m := pattern.match(data, start))), default=start)
+            if end > start:
+                if spans and start <= spans[-1][1]:
+                    spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+                else:
+                    spans.append((start, end))
+            position = start + 1
+        return spans
+
+    def replace(self, data: bytes, mask: bool = False) -> bytes:
+        return _apply(data, self.spans(data), mask)
+
+
+def _apply(data: bytes, spans: Iterable[tuple[int, int]], mask: bool) -> bytes:
+    out = []
+    done = 0
+    for start, end in spans:
+        out.append(data[done:start])
+        out.append(MASK * (end - start) if mask else REPLACEMENT.encode())
+        done = end
+    out.append(data[done:])
+    return b"".join(out)
+
+
+def _secret_pattern(secret: str) -> tuple[bytes, int]:
+    """A regular expression for one secret in all its forms, and the most bytes it can match."""
+    parts = []
+    longest = 0
+    for char in secret:
+        forms = sorted(_char_forms(char), key=lambda form: -form[1])  # longest first: `\\\\` before `\\`
+        parts.append(b"(?:" + b"|".join(source for source, _ in forms) + b")")
+        longest += forms[0][1]
+    longest += _ANSI_MAX * (len(secret) - 1)
+    return _ANSI.join(parts), longest
+
+
+def _char_forms(char: str) -> set[tuple[bytes, int]]:
+    """Regex fragments for one character, with the most bytes each can match: raw; JSON-escaped
+    once and twice; percent-encoded (also its JSON escapes); HTML-escaped."""
+    raw = char.encode("utf-8", "surrogatepass")
+    forms = {(re.escape(raw), len(raw))}
+    hexes = [f"{unit:04x}" for unit in _utf16_units(char)]
+    escapes = ["".join(f"\\u{h}" for h in hexes)]  # JSON escapes of the character, once
+    forms.add((b"".join(rb"\\u" + _hex(h) for h in hexes), 6 * len(hexes)))
+    forms.add((b"".join(rb"\\\\u" + _hex(h) for h in hexes), 7 * len(hexes)))  # and twice
+    if char in _JSON_SHORT:
+        escapes.append(_JSON_SHORT[char])
+        for escaped in (_JSON_SHORT[char], json.dumps(_JSON_SHORT[char])[1:-1]):
+            forms.add((re.escape(escaped.encode()), len(escaped)))
+    forms.add((b"".join(b"%" + _hex(f"{byte:02X}") for byte in raw), 3 * len(raw)))
+    if char == " ":
+        forms.add((re.escape(b"+"), 1))
+    for escaped in escapes:  # a URL carrying JSON
+        encoded = urllib.parse.quote(escaped, safe="").encode()
+        forms.add((re.escape(encoded), len(encoded)))
+    for named in _HTML_NAMED.get(char, []):
+        forms.add((re.escape(named.encode()), len(named)))
+    if not (char.isascii() and char.isalnum()):
+        forms.add((f"&#0{{0,4}}{ord(char)};".encode(), 16))
+        forms.add((b"&#[xX]0{0,4}" + _hex(f"{ord(char):x}") + b";", 16))
+    return forms
+
+
+def _hex(digits: str) -> bytes:
+    """Hex digits matching in either case."""
+    return "".join(f"[{d.lower()}{d.upper()}]" if d.isalpha() else d for d in digits).encode()
+
+
+def _utf16_units(char: str) -> list[int]:
+    data = char.encode("utf-16-be", "surrogatepass")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+
+
+# --- streams ---------------------------------------------------------------------------------------
+
+def _scan(source: BinaryIO, matcher: Matcher, limit: int | None = None) -> tuple[bool, bool]:
+    """Read a stream (at most `limit` bytes): (whether a secret is in it, whether it is UTF-8)."""
+    found = False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8 = True
+    for window in _windows(source, matcher, limit):
+        if utf8:
+            try:
+                decoder.decode(window.fresh, final=window.last)
+            except UnicodeDecodeError:
+                utf8 = False
+        found = found or bool(matcher.spans(window.data, window.stop))
+        if found and not utf8:
+            break
+    return found, utf8
+
+
+def _copy_redacted(source: BinaryIO, target: BinaryIO, matcher: Matcher, mask: bool, limit: int | None = None) -> None:
+    """Copy a stream with every secret replaced (text) or masked (binary), a chunk at a time."""
+    for window in _windows(source, matcher, limit):
+        spans = matcher.spans(window.data, window.stop)
+        cut = window.stop
+        for start, end in spans:  # never cut through an occurrence: it is found again next time
+            if start < cut < end:
+                cut = start if start > 0 else end
+        target.write(_apply(window.data[:cut], [(s, e) for s, e in spans if e <= cut], mask))
+        window.keep_from(cut)
+
+
+class _Window:
+    """The bytes in hand while streaming: `data`, of which occurrences starting before `stop` are
+    whole (an occurrence takes at most `matcher.longest` bytes); `fresh`, the bytes read since the
+    last window. What follows `kept` (`stop` unless the reader says) is held for the next window."""
+
+    def __init__(self) -> None:
+        self.data = self.fresh = b""
+        self.stop = self.kept = 0
+        self.last = False
+
+    def keep_from(self, cut: int) -> None:
+        self.kept = cut
+
+
+def _windows(source: BinaryIO, matcher: Matcher, limit: int | None) -> Iterable[_Window]:
+    """A stream (at most `limit` bytes of it) as windows of about CHUNK bytes. Memory: a window
+    holds CHUNK bytes plus what was held back, normally less than one occurrence's length."""
+    window = _Window()
+    remaining = limit
+    held = fresh = b""
+    while True:
+        size = CHUNK if remaining is None else min(CHUNK, remaining)
+        chunk = source.read(size) if size > 0 else b""
+        if remaining is not None:
+            remaining -= len(chunk)
+        fresh += chunk
+        data = held + fresh
+        last = not chunk
+        stop = len(data) if last else len(data) - (matcher.longest - 1)
+        if stop <= 0 and not last:  # not enough yet to tell anything
+            continue
+        window.data, window.fresh, window.stop, window.kept, window.last = data, fresh, stop, stop, last
+        yield window
+        if last:
+            return
+        held, fresh = data[window.kept:], b""
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+def _redact_file(path: Path, matcher: Matcher, depth: int) -> bool:
+    with path.open("rb") as source:
+        head = source.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC and depth < MAX_ZIP_DEPTH:
+        try:
+            return _redact_zip(path, matcher, depth)
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError) as error:
+            # Not a zip after all, or one we cannot read (encrypted, odd compression, damaged): its
+            # raw bytes are still searched below, which is all we can do. (OSError, a full disk
+            # say, is not caught: the caller must not keep a file it could not redact.)
+            log.warning("%s: cannot read it as a zip (%s); searching it as a binary file", path, error)
+    with path.open("rb") as source:
+        found, utf8 = _scan(source, matcher)
+    embedded = utf8 and depth < MAX_ZIP_DEPTH and _embedded_zips(path)
+    if not found and not embedded:
+        return False
+    if embedded:
+        return _redact_with_embedded_zips(path, matcher, embedded, depth)
+    _rewrite(path, lambda source, target: _copy_redacted(source, target, matcher, mask=not utf8))
+    return True
+
+
+def _rewrite(path: Path, copy: Callable[[BinaryIO, BinaryIO], None]) -> None:
+    """Write a new version of `path` through a temporary file beside it, then put it in place."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".redact", dir=path.parent)
+    try:
+        with open(handle, "wb") as target, path.open("rb") as source:
+            copy(source, target)
+        shutil.copymode(path, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _redact_zip(path: Path, matcher: Matcher, depth: int) -> bool:
+    """Search every entry; if a secret is in any, write the zip again with those entries
+    redacted and the others as they were (same names, order, dates, compression)."""
+    # Entry number (names may repeat in a zip) → ("text" | "binary" | "zip", the redacted zip extracted).
+    plan: dict[int, tuple[str, Path | None]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for number, info in enumerate(archive.infolist()):
+                if info.is_dir():
+                    continue
+                with archive.open(info) as entry:
+                    head = entry.read(len(ZIP_MAGIC))
+                if head == ZIP_MAGIC and depth + 1 < MAX_ZIP_DEPTH:
+                    extracted = _extract(archive, info, path.parent)
+                    plan[number] = ("zip", extracted)
+                    try:
+                        if not _redact_file(extracted, matcher, depth + 1):
+                            del plan[number]
+                            os.unlink(extracted)
+                    except BaseException:
+                        os.unlink(extracted)
+                        raise
+                    continue
+                with archive.open(info) as entry:
+                    found, utf8 = _scan(entry, matcher)
+                if found:
+                    plan[number] = ("text" if utf8 else "binary", None)
+        if not plan:
+            return False
+        with zipfile.ZipFile(path) as archive:
+            _rewrite(path, lambda _, target: _write_zip(archive, target, plan, matcher))
+        return True
+    finally:
+        for _, extracted in plan.values():
+            if extracted is not None and extracted.exists():
+                os.unlink(extracted)
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=".entry.", suffix=".zip.redact", dir=folder)
+    with open(handle, "wb") as target, archive.open(info) as entry:
+        shutil.copyfileobj(entry, target, CHUNK)
+    return Path(name)
+
+
+def _write_zip(archive: zipfile.ZipFile, target: BinaryIO, plan: dict[int, tuple[str, Path | None]],
+               matcher: Matcher) -> None:
+    with zipfile.ZipFile(target, "w") as output:
+        output.comment = archive.comment
+        for number, info in enumerate(archive.infolist()):
+            copy = zipfile.ZipInfo(info.filename, info.date_time)
+            copy.compress_type = info.compress_type
+            copy.external_attr = info.external_attr
+            copy.create_system = info.create_system
+            copy.comment = info.comment
+            if info.is_dir():
+                output.writestr(copy, b"")
+                continue
+            kind, extracted = plan.get(number, ("same", None))
+            big = info.file_size > 1 << 30
+            with output.open(copy, "w", force_zip64=big) as entry:
+                if extracted is not None:
+                    with extracted.open("rb") as source:
+                        shutil.copyfileobj(source, entry, CHUNK)
+                    continue
+                with archive.open(info) as source:
+                    if kind == "same":
+                        shutil.copyfileobj(source, entry, CHUNK)
+                    else:
+                        _copy_redacted(source, entry, matcher, mask=kind == "binary")
+
+
+def _embedded_zips(path: Path) -> list[tuple[int, int]]:
+    """Where a text file carries zips as `data:application/zip;base64,...`: (start, end) of each
+    run of base64 after that prefix. The report's index.html has one, at its end."""
+    spans = []
+    start: int | None = None  # inside a run of base64 that began there
+    offset = 0  # of the chunk in the file
+    tail = b""  # the end of what was read, in case the prefix is cut in two
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            at = 0
+            while at < len(chunk):
+                if start is None:
+                    data = tail + chunk[at:]
+                    found = data.find(EMBEDDED_ZIP)
+                    if found < 0:
+                        tail = data[-(len(EMBEDDED_ZIP) - 1):]
+                        break
+                    start = offset + at - len(tail) + found + len(EMBEDDED_ZIP)
+                    at, tail = start - offset, b""
+                else:
+                    end = _NOT_BASE64.search(chunk, at)
+                    if end is None:
+                        break
+                    spans.append((start, offset + end.start()))
+                    start, at = None, end.start()
+            offset += len(chunk)
+    if start is not None:
+        spans.append((start, offset))
+    return [(begin, end) for begin, end in spans if end > begin]
+
+
+def _redact_with_embedded_zips(path: Path, matcher: Matcher, spans: list[tuple[int, int]], depth: int) -> bool:
+    """Redact a text file around its embedded zips, and each zip by decoding it to a temporary
+    file, redacting that and encoding it again (it stays as it was when it had no secret). A run of
+    base64 that does not decode is text like the rest."""
+    zips: list[tuple[int, int, Path | None]] = []  # (start, end, the redacted zip if it changed)
+    try:
+        with path.open("rb") as source:
+            for start, end in spans:
+                source.seek(start)
+                handle, name = tempfile.mkstemp(prefix=".embedded.", suffix=".zip.redact", dir=path.parent)
+                decoded = Path(name)
+                try:
+                    with open(handle, "wb") as target:
+                        _decode_base64(source, target, end - start)
+                    changed = _redact_file(decoded, matcher, depth + 1)
+                except binascii.Error:
+                    os.unlink(decoded)
+                    continue
+                except BaseException:
+                    os.unlink(decoded)
+                    raise
+                if not changed:
+                    os.unlink(decoded)
+                zips.append((start, end, decoded if changed else None))
+            found_outside = False
+            done = 0
+            for start, end, _ in [*zips, (os.path.getsize(path), 0, None)]:
+                source.seek(done)
+                found_outside = found_outside or _scan(source, matcher, start - done)[0]
+                done = end
+        if not found_outside and not any(decoded for _, _, decoded in zips):
+            return False
+
+        def copy(source: BinaryIO, target: BinaryIO) -> None:
+            done = 0
+            for start, end, decoded in zips:
+                source.seek(done)
+                _copy_redacted(source, target, matcher, mask=False, limit=start - done)
+                if decoded is None:
+                    source.seek(start)
+                    _copy_limited(source, target, end - start)
+                else:
+                    with decoded.open("rb") as zipped:
+                        _encode_base64(zipped, target)
+                done = end
+            source.seek(done)
+            _copy_redacted(source, target, matcher, mask=False)
+
+        _rewrite(path, copy)
+        return True
+    finally:
+        for _, _, decoded in zips:
+            if decoded is not None and decoded.exists():
+                os.unlink(decoded)
+
+
+def _decode_base64(source: BinaryIO, target: BinaryIO, length: int) -> None:
+    pending = b""
+    while length > 0:
+        chunk = source.read(min(CHUNK, length))
+        if not chunk:
+            break
+        length -= len(chunk)
+        pending += chunk
+        whole = len(pending) - len(pending) % 4
+        target.write(base64.b64decode(pending[:whole], validate=True))
+        pending = pending[whole:]
+    if pending:
+        target.write(base64.b64decode(pending + b"=" * (-len(pending) % 4), validate=True))
+
+
+def _encode_base64(source: BinaryIO, target: BinaryIO) -> None:
+    while chunk := source.read(CHUNK - CHUNK % 3):  # whole groups of 3 bytes: no padding midway
+        target.write(base64.b64encode(chunk))
+
+
+def _copy_limited(source: BinaryIO, target: BinaryIO, length: int) -> None:
+    while length > 0 and (chunk := source.read(min(CHUNK, length))):
+        target.write(chunk)
+        length -= len(chunk)
