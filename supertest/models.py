@@ -222,3 +222,17 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Variable(db.Model):
+    """A named value given to every test as an environment variable. A secret's value is never
+    shown again once saved, and is replaced by [secret] in whatever a run stores."""
+
+    __tablename__ = "variables"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    value: Mapped[str] = mapped_column(Text)
+    secret: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -280,27 +280,33 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def stored(folder: Path) -> Iterator[tuple[str, bytes]]:
-    """Every stored file's bytes, and every entry of every zip in it (also the report data zip
-    inside index.html), named by where it was found."""
-    def open_up(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
-        yield name, data
-        if data.startswith(b"PK\x03\x04"):
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                for entry in archive.namelist():
-                    yield from open_up(f"{name}!{entry}", archive.read(entry))
-        for embedded in ZIP_TEMPLATE.finditer(data):
-            yield from open_up(f"{name}!base64", base64.b64decode(embedded.group(1)))
+def opened(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
+    """A stored file's bytes, and every entry of every zip in it (also the report data zip inside
+    index.html), named by where it was found."""
+    yield name, data
+    if data.startswith(b"PK\x03\x04"):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for entry in archive.namelist():
+                yield from opened(f"{name}!{entry}", archive.read(entry))
+    for embedded in ZIP_TEMPLATE.finditer(data):
+        yield from opened(f"{name}!base64", base64.b64decode(embedded.group(1)))
 
+
+def stored(folder: Path) -> Iterator[tuple[str, bytes]]:
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.is_symlink():
-            yield from open_up(str(path.relative_to(folder)), path.read_bytes())
+            yield from opened(str(path.relative_to(folder)), path.read_bytes())
+
+
+def leaks_in(files: Iterable[tuple[str, bytes]], secret: str, prefix: str) -> list[str]:
+    """Where any form of `secret` (or its `prefix`, which every form keeps) is found in `files`."""
+    needles = {name: form.encode() for name, form in forms(secret).items()} | {"prefix": prefix.encode()}
+    return [f"{where}: {name}" for where, data in files for name, needle in needles.items()
+            if needle in data or needle in where.encode()]
 
 
 def leaks(folder: Path) -> list[str]:
-    needles = {name: form.encode() for name, form in forms(SECRET).items()} | {"prefix": SECRET_PREFIX.encode()}
-    return [f"{where}: {name}" for where, data in stored(folder) for name, needle in needles.items()
-            if needle in data or needle in where.encode()]
+    return leaks_in(stored(folder), SECRET, SECRET_PREFIX)
 
 
 @pytest.fixture(scope="module")

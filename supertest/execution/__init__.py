@@ -17,12 +17,12 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
-from supertest.execution import results, runner, workspace
+from supertest.execution import redact, results, runner, workspace
 from supertest.execution.progress import GOOD, Progress, spec_outcome
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
 from supertest.models import CANCELLED, ERROR, FAILED, PASSED, SKIPPED, TIMEOUT, Run
-from supertest.services import runs
+from supertest.services import runs, variables
 
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
@@ -60,22 +60,27 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threadin
     workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
     workspace.prepare(run_dir, specs, config["NODE_MODULES"], settings)
+    given, secrets = variables.for_run()
     redis = events.redis_client()  # the reporter's lines are read on a thread without an app context
     progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
-                        lambda name, data: events.publish(run.id, name, data, redis))
+                        lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is not installed on this worker")
     outcome = runner.run_playwright(
         node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", run_dir,
-        runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
+        {**given, **runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
         run.timeout_ms / 1000, progress, stop,
     )
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
+    # Secrets out of everything this run keeps, before any of it is read, stored or uploaded.
+    redact.redact_file(run_dir / "supertest-results.json", secrets)
+    redact.redact_folder(run_dir / "report", secrets)
     report = results.read_report(run_dir / "supertest-results.json", run_dir)
     status, message = _verdict(outcome, report, run_dir, run.timeout_ms)
+    message = redact.redact_text(message, secrets) if message else message
     store = None
     reports = current_app.extensions["reports"]
     if (run_dir / "report" / "index.html").is_file():

@@ -54,7 +54,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,13 @@ def redact_text(text: str, secrets: Sequence[str]) -> str:
     return matcher.replace(text.encode("utf-8", "surrogatepass")).decode("utf-8", "surrogatepass")
 
 
+def redact_json(data: Any, secrets: Sequence[str]) -> Any:
+    """A JSON-able value (a live event's data) with every secret in its strings as `[secret]`."""
+    if not any(secrets):
+        return data
+    return json.loads(redact_text(json.dumps(data), secrets))
+
+
 def redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
     """Text-like bytes (UTF-8, or ASCII-compatible) with every secret as `[secret]`. The length
     changes: for binary formats, whose offsets must hold, redact_file masks instead."""
@@ -92,7 +99,7 @@ def redact_file(path: Path, secrets: Sequence[str]) -> bool:
     """Rewrite one file in place so that no secret remains in it (see the module's docstring for
     how text, zips, the report's index.html and binary files are treated). True if it changed."""
     matcher = Matcher.of(secrets)
-    return False if matcher is None else _redact_file(Path(path), matcher, depth=0)
+    return False if matcher is None or not Path(path).is_file() else _redact_file(Path(path), matcher, depth=0)
 
 
 def redact_folder(folder: Path, secrets: Sequence[str]) -> list[Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from supertest.models import Job, Run, RunTest, Test, TestResult, as_utc
+from supertest.models import Job, Run, RunTest, Test, TestResult, Variable, as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -103,3 +103,9 @@ def cases_by_spec(run: Run) -> dict[int | None, list[dict[str, Any]]]:
     for result in run.results:
         grouped.setdefault(result.run_test_id, []).append(result_json(result))
     return grouped
+
+
+def variable_json(variable: Variable) -> dict[str, Any]:
+    """A variable; a secret's value is never sent back."""
+    return {"name": variable.name, "secret": variable.secret, "value": None if variable.secret else variable.value,
+            "createdAt": iso(variable.created_at), "updatedAt": iso(variable.updated_at)}

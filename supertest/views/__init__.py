@@ -5,10 +5,11 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from supertest.views import (account_pages, api, api_jobs, api_tests, errors, events, filters, job_pages, pages,
-                                 reports, test_pages, vendor)
+    from supertest.views import (account_pages, api, api_jobs, api_tests, api_variables, errors, events, filters,
+                                 job_pages, pages, reports, test_pages, variable_pages, vendor)
 
     errors.init_app(app)
     filters.init_app(app)
-    for module in (api, api_tests, api_jobs, events, reports, pages, test_pages, job_pages, account_pages, vendor):
+    for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,
+                   variable_pages, account_pages, vendor):
         app.register_blueprint(module.bp)
