@@ -102,7 +102,8 @@ class Sandbox:
         if self._bwrap_works is None:
             self._bwrap_works = self._probe()
             if not self._bwrap_works:
-                log.warning("bubblewrap is not usable here: tests run without a private filesystem view")
+                log.warning("bubblewrap is missing or cannot start a sandbox here: tests run without a "
+                            "private filesystem view (SANDBOX=bwrap makes that an error)")
         return self._bwrap_works
 
     def _probe(self) -> bool:
@@ -110,24 +111,22 @@ class Sandbox:
         if shutil.which("bwrap") is None or (self.uid_gid() and shutil.which("setpriv") is None):
             return False
         with tempfile.TemporaryDirectory(prefix="st-probe-") as scratch:
-            probe = self.launch(["true"], Path(scratch), Path(scratch), [], give=False, use_bwrap=True)
+            # Without the limits: the sandbox user's process count, shared by all runs, is not bwrap's fault.
+            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.uid_gid())
             try:
-                return subprocess.run(probe.argv, preexec_fn=probe.preexec, capture_output=True, timeout=10,
-                                      env={"PATH": "/usr/bin:/bin"}).returncode == 0
+                return subprocess.run(command, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"},
+                                      preexec_fn=die_with_worker).returncode == 0
             except (OSError, subprocess.TimeoutExpired):
                 return False
 
-    def launch(self, argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path], *,
-               give: bool = True, use_bwrap: bool | None = None) -> Launch:
-        """The command line that runs `argv` contained, with run_dir and tmp_dir its own (chowned
-        to the sandbox user when `give`) and `readable` visible read-only."""
+    def launch(self, argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path]) -> Launch:
+        """The command line that runs `argv` contained, with run_dir and tmp_dir its own (given to
+        the sandbox user) and `readable` visible read-only."""
         ids = self.uid_gid()
-        if give and ids:
+        if ids:
             for path in (run_dir, tmp_dir):
                 _chown_tree(path, *ids)
-        if use_bwrap is None:
-            use_bwrap = self.uses_bwrap()
-        if not use_bwrap:
+        if not self.uses_bwrap():
             # No namespaces: the child itself drops to the user, so the user owns every process it starts.
             return Launch(argv, lambda: _contain(self.limits, ids))
         command = bwrap_command(argv, run_dir, tmp_dir, readable, ids)
