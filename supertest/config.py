@@ -6,6 +6,7 @@ than surfacing as a confusing failure in the middle of a run.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 
@@ -72,6 +80,18 @@ def _instance_secret_key() -> str:
         finally:
             draft.unlink()
     return path.read_text().strip()
+
+
+def _sandbox_user(env: Mapping[str, str]) -> str:
+    user = env.get("SANDBOX_USER", "").strip() or "nobody"
+    if os.geteuid() == 0:  # only a root worker changes user; then the user must exist
+        try:
+            pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"SANDBOX_USER must be a user of this machine, got {user!r}") from None
+        if user in ("root", "0"):
+            raise ConfigError("SANDBOX_USER must not be root")
+    return user
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -125,5 +145,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CHROMIUM_PATH": env.get("CHROMIUM_PATH", "").strip(),
         "PLAYWRIGHT_BROWSERS_PATH": env.get("PLAYWRIGHT_BROWSERS_PATH", "").strip()
         or str(PROJECT_ROOT / ".playwright-browsers"),
+        # How the code under test is contained (supertest/execution/sandbox.py, README "Isolation").
+        "SANDBOX": _choice(env, "SANDBOX", "auto", ("auto", "bwrap", "none")),
+        "SANDBOX_USER": _sandbox_user(env),
+        "TEST_MEMORY_MB": _int(env, "TEST_MEMORY_MB", 4096, minimum=256),
+        "TEST_MAX_PROCESSES": _int(env, "TEST_MAX_PROCESSES", 2048, minimum=64),
+        "TEST_MAX_OPEN_FILES": _int(env, "TEST_MAX_OPEN_FILES", 4096, minimum=256),
+        "TEST_MAX_FILE_MB": _int(env, "TEST_MAX_FILE_MB", 1024),
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

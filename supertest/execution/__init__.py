@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
-from supertest.execution import redact, results, runner, workspace
+from supertest.execution import redact, results, runner, sandbox, workspace
 from supertest.execution.progress import GOOD, Progress, spec_outcome
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
@@ -67,10 +67,14 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threadin
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is not installed on this worker")
+    node_modules = Path(config["NODE_MODULES"])
+    command = runner.playwright_command(node, node_modules / "@playwright" / "test" / "cli.js")
+    # The sandbox sees node's own tree (when it is not under /usr), node_modules and the browsers path.
+    readable = [Path(node).resolve().parent.parent, node_modules, Path(config["PLAYWRIGHT_BROWSERS_PATH"])]
+    launch = _sandbox(config).launch(command, run_dir, tmp_dir, readable)
     outcome = runner.run_playwright(
-        node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", run_dir,
-        {**given, **runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
-        run.timeout_ms / 1000, progress, stop,
+        launch.argv, run_dir, {**given, **runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
+        run.timeout_ms / 1000, progress, stop, launch.preexec,
     )
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
@@ -91,6 +95,14 @@ def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threadin
                                               attempt=run.attempt))
     if finished is None and store and runs.get(run.id) is None:
         reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
+
+
+def _sandbox(config: Any) -> sandbox.Sandbox:
+    """One per worker process, so whether bwrap works here is found out once."""
+    box = current_app.extensions.get("sandbox")
+    if box is None:
+        box = current_app.extensions["sandbox"] = sandbox.Sandbox.from_config(config)
+    return box
 
 
 def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 15)) -> T:

@@ -48,23 +48,28 @@ def child_env(run_dir: Path, tmp_dir: Path, browsers_path: str) -> dict[str, str
     }
 
 
+def playwright_command(node: str, cli: Path) -> list[str]:
+    return [node, str(cli), "test", "--config", "playwright.config.js"]
+
+
 def run_playwright(
-    node: str,
-    cli: Path,
+    command: list[str],
     run_dir: Path,
     env: dict[str, str],
     timeout_seconds: float,
     on_event: Callable[[dict[str, Any]], None],
     stop: threading.Event | None = None,
+    preexec: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Run the tests in run_dir; call on_event for every line our reporter prints.
+    """Run `command` (playwright_command, maybe inside a sandbox) in run_dir; call on_event for
+    every line our reporter prints. `preexec` runs in the child before exec (the sandbox's limits and
+    user); it must end with die_with_worker().
 
     When `stop` is set (a cancel), the whole process group is killed at once, with no grace.
     """
     process = subprocess.Popen(
-        [node, str(cli), "test", "--config", "playwright.config.js"],
-        cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_worker,
+        command, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec or die_with_worker,
     )
     log: deque[str] = deque(maxlen=MAX_LOG_LINES)
     reader = threading.Thread(target=_read, args=(process, log, on_event), daemon=True)
@@ -160,7 +165,7 @@ def environ_of(pid: int) -> list[bytes]:
         return []
 
 
-def _die_with_worker() -> None:
+def die_with_worker() -> None:
     """In the child, before exec: a SIGKILL when the worker dies (even by SIGKILL), so a lost
     worker leaves no test running that nobody watches. Linux only; elsewhere a no-op."""
     try:

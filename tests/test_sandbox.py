@@ -1,0 +1,276 @@
+"""The code under test is contained: it sees none of the app's settings, cannot read the app's source,
+instance folder or the worker's environment, cannot write outside its own two directories, runs as an
+unprivileged user, and meets limits on file size, processes, open files and memory. Each script goes
+the real way: HTTP request, queue, worker, `playwright test` inside the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import resource
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from supertest import config
+from supertest.execution import sandbox
+from tests.conftest import ProcfileProcess, make_app, start_worker
+from tests.helpers import ENV_PROBE, passing_script, start_run, wait_for_run
+
+# Root workers hand the test to `nobody`; any other worker keeps its own user.
+EXPECTED_UID = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
+
+# Reads every path it is given and fails naming those it could read; a file of its own and
+# Playwright's package.json show reading works at all. `secrets` must appear in nothing it reads,
+# including every /proc/<pid>/environ it can see.
+PRYING = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+
+const targets = __TARGETS__;
+const secrets = __SECRETS__;
+
+function read(path) {
+  try { return fs.statSync(path).isDirectory() ? fs.readdirSync(path).join('\\n') : fs.readFileSync(path, 'latin1'); }
+  catch (error) { return null; }
+}
+
+test('cannot read the app', async () => {
+  fs.writeFileSync('mine.txt', 'my own');
+  expect(read('mine.txt')).toBe('my own');
+  expect(read(require.resolve('@playwright/test/package.json'))).toContain('"name"');
+  expect(process.getuid()).toBe(__UID__);
+  // The runs directory holds this run alone: the other runs, side by side with it, are not there.
+  expect(fs.readdirSync(require('path').dirname(process.cwd()))).toEqual([require('path').basename(process.cwd())]);
+  const read_ = targets.filter(path => read(path) !== null);
+  const environs = fs.readdirSync('/proc').filter(name => /^\\d+$/.test(name)).map(pid => `/proc/${pid}/environ`)
+    .concat(['/proc/1/environ', `/proc/${process.ppid}/environ`, '/proc/__WORKER__/environ']);
+  const told = [...targets, ...environs].filter(path => secrets.some(secret => (read(path) || '').includes(secret)));
+  expect({ read: read_, told }).toEqual({ read: [], told: [] });
+});
+"""
+
+# Writes to every path it is given and fails naming those it could write to; its own directory
+# (HOME) and TMPDIR must work.
+SCRIBBLING = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+
+test('cannot write outside its directory', async () => {
+  fs.writeFileSync(`${process.env.HOME}/mine.txt`, 'mine');
+  fs.writeFileSync(`${process.env.TMPDIR}/mine.txt`, 'mine');
+  const wrote = __TARGETS__.filter(path => {
+    try { fs.writeFileSync(path, 'scribbled'); return true; } catch (error) { return false; }
+  });
+  expect(wrote).toEqual([]);
+});
+"""
+
+LIMITS = {"TEST_MAX_FILE_MB": "2", "TEST_MAX_PROCESSES": "64", "TEST_MAX_OPEN_FILES": "256",
+          "TEST_MEMORY_MB": "512"}
+
+# Each limit met for real (see LIMITS), with a check that the same thing under the limit works.
+LIMITED = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+const { spawn } = require('child_process');
+
+test('a file over the size limit is cut off', async () => {
+  fs.writeFileSync('small.bin', Buffer.alloc(1024 * 1024));
+  let code = 'wrote it';
+  try { fs.writeFileSync('big.bin', Buffer.alloc(3 * 1024 * 1024)); } catch (error) { code = error.code; }
+  expect(code).toBe('EFBIG');
+  expect(fs.statSync('big.bin').size).toBe(2 * 1024 * 1024);
+});
+
+test('a spawning spree meets the process limit', async () => {
+  const children = [], errors = [];
+  for (let i = 0; i < 200; i++) {
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    child.on('error', error => errors.push(error.code));
+    children.push(child);
+  }
+  await new Promise(resolve => setTimeout(resolve, 1000));
+  const started = children.filter(child => child.pid && child.exitCode === null).length;
+  children.forEach(child => { try { child.kill('SIGKILL'); } catch (error) {} });
+  expect(started).toBeGreaterThan(5);
+  expect(started).toBeLessThan(64);
+  expect(errors).toContain('EAGAIN');
+});
+
+test('opening too many files fails', async () => {
+  const fds = [];
+  let code = 'opened them all';
+  try { for (let i = 0; i < 1000; i++) fds.push(fs.openSync('small.bin', 'r')); } catch (error) { code = error.code; }
+  fds.forEach(fd => fs.closeSync(fd));
+  expect(code).toBe('EMFILE');
+  expect(fds.length).toBeGreaterThan(100);
+});
+
+test('a process cannot take more memory than its limit', async () => {
+  expect(Buffer.alloc(64 * 1024 * 1024, 1).length).toBe(64 * 1024 * 1024);
+  expect(() => Buffer.alloc(1024 * 1024 * 1024, 1)).toThrow(/allocation failed/i);
+});
+"""
+
+
+def script(template: str, **values: Any) -> str:
+    for name, value in values.items():
+        template = template.replace(f"__{name.upper()}__", value if isinstance(value, str) else json.dumps(value))
+    return template
+
+
+@pytest.fixture(scope="module")
+def secret_file() -> Iterator[Path]:
+    """A secret in the app's instance folder, where the SQLite database and local reports live."""
+    config.INSTANCE_DIR.mkdir(exist_ok=True)
+    path = config.INSTANCE_DIR / f"sandbox-secret-{uuid.uuid4().hex[:8]}.txt"
+    path.write_text("instance-secret-" + uuid.uuid4().hex)
+    path.chmod(0o644)  # world-readable: only the sandbox keeps it from the test
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def contained(app: Flask, worker: ProcfileProcess, settings: dict[str, str], secret_file: Path
+              ) -> dict[str, dict[str, Any]]:
+    """The probes, queued together so the worker runs them side by side."""
+    root = config.PROJECT_ROOT
+    marker = f"sandbox-marker-{uuid.uuid4().hex[:8]}"
+    secrets = [settings["SECRET_KEY"], settings["AWS_SECRET_ACCESS_KEY"], settings["DATABASE_URL"],
+               secret_file.read_text()]
+    reads = [str(root / "supertest" / "config.py"), str(root / "supertest"), str(root / ".git" / "config"),
+             str(root / "pyproject.toml"), str(config.INSTANCE_DIR), str(secret_file), settings["REPORTS_DIR"],
+             "/root", "/home", "/etc/shadow"]
+    writes = [str(root / marker), str(root / "node_modules" / marker), str(config.INSTANCE_DIR / marker),
+              str(Path(settings["RUNS_DIR"]) / marker), str(Path(settings["REPORTS_DIR"]) / marker),
+              f"/tmp/{marker}", f"/root/{marker}", f"/{marker}"]
+    client = app.test_client()
+    started = {
+        "env": start_run(client, ENV_PROBE),
+        "reads": start_run(client, script(PRYING, targets=reads, secrets=secrets, uid=EXPECTED_UID,
+                                          worker=str(worker.process.pid))),
+        "writes": start_run(client, script(SCRIBBLING, targets=writes)),
+    }
+    finished = {name: wait_for_run(client, run["runId"]) for name, run in started.items()}
+    return {**finished, "written": {"paths": writes}}
+
+
+def test_the_test_process_sees_none_of_the_app_settings(contained) -> None:
+    assert contained["env"]["status"] == "passed", contained["env"]
+
+
+def test_the_test_cannot_read_the_app_source_instance_folder_or_worker_environment(contained) -> None:
+    run = contained["reads"]
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+
+
+def test_the_test_cannot_write_outside_its_directory(contained) -> None:
+    run = contained["writes"]
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert [path for path in contained["written"]["paths"] if os.path.lexists(path)] == []
+
+
+@pytest.fixture(scope="module")
+def limited(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, Any]]:
+    """A worker of its own with low limits, on its own queue namespace."""
+    own = {**settings, **LIMITS, "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp("limited") / "worker.log")
+    try:
+        client = make_app(own).test_client()
+        yield wait_for_run(client, start_run(client, LIMITED)["runId"])
+    finally:
+        process.stop()
+
+
+def test_limits_on_file_size_processes_open_files_and_memory_hold(limited) -> None:
+    statuses = {test["title"]: (test["status"], test["error"]) for test in limited["tests"]}
+    assert all(status == "passed" for status, _ in statuses.values()) and len(statuses) == 4, statuses
+
+
+@pytest.fixture(scope="module")
+def unwrapped(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[dict[str, Any]]:
+    """A worker with SANDBOX=none, as on a machine without bubblewrap. Its runs directory must be
+    reachable by the sandbox user (no bind mount brings it in): not under pytest's private tmp."""
+    runs_dir = Path(tempfile.mkdtemp(prefix="st-runs-"))
+    runs_dir.chmod(0o711)
+    own = {**settings, "SANDBOX": "none", "RUNS_DIR": str(runs_dir),
+           "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp("unwrapped") / "worker.log")
+    marker = str(tmp_path_factory.getbasetemp() / f"sandbox-marker-{uuid.uuid4().hex[:8]}")
+    try:
+        client = make_app(own).test_client()
+        probe = script(SCRIBBLING, targets=[str(config.PROJECT_ROOT / "sandbox-marker"), marker, "/root/marker"])
+        yield {"env": wait_for_run(client, start_run(client, ENV_PROBE)["runId"]),
+               "writes": wait_for_run(client, start_run(client, probe)["runId"]),
+               "after": wait_for_run(client, start_run(client, passing_script("runs without bwrap"))["runId"])}
+    finally:
+        process.stop()
+        runs_dir.rmdir()
+
+
+def test_without_bubblewrap_the_test_still_runs_unprivileged_with_a_built_environment(unwrapped) -> None:
+    for name in ("env", "writes", "after"):
+        run = unwrapped[name]
+        assert run["status"] == "passed", (name, run["tests"][0]["error"] if run["tests"] else run)
+
+
+# The command line and the limits, without running anything.
+
+def test_bwrap_shows_only_the_system_what_the_run_needs_and_its_own_directories(tmp_path: Path) -> None:
+    run_dir, tmp_dir = tmp_path / "runs" / "r-1", Path("/tmp/st-abc")
+    command = sandbox.bwrap_command(["node", "cli.js"], run_dir, tmp_dir,
+                                    [Path("/usr"), Path("/srv/app/node_modules"), Path("/srv/app/.browsers")],
+                                    (65534, 65534))
+    text = " ".join(command)
+    assert command[:4] == ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+    assert "--unshare-user" not in command  # as root: the user is changed outside any user namespace
+    assert "--unshare-net" not in command  # tests browse to the network
+    assert "--ro-bind /usr /usr" in text and "--ro-bind /etc /etc" in text
+    assert "--ro-bind-try /srv/app/node_modules /srv/app/node_modules" in text
+    assert "--ro-bind-try /srv/app/.browsers /srv/app/.browsers" in text
+    assert text.count("--ro-bind-try /usr") == 0  # already there
+    assert f"--bind {tmp_dir} {tmp_dir}" in text and f"--bind {run_dir} {run_dir}" in text
+    assert "--tmpfs /tmp" in text and text.index("--tmpfs /tmp") < text.index(f"--bind {tmp_dir}")
+    assert f"--perms 0755 --dir {run_dir.parent}" in text and "--perms 0755 --dir /srv/app" in text
+    binds = [command[i + 1] for i, arg in enumerate(command) if arg in ("--bind", "--ro-bind", "--ro-bind-try")]
+    assert not any(path in ("/", "/root", "/home", "/proc", str(config.PROJECT_ROOT)) for path in binds)
+    separator = command.index("--")
+    assert command[separator + 1:] == ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                       "--inh-caps=-all", "--bounding-set=-all", "--", "node", "cli.js"]
+
+    unprivileged = sandbox.bwrap_command(["node"], run_dir, tmp_dir, [], None)
+    assert "--unshare-user" in unprivileged and "setpriv" not in unprivileged
+    assert unprivileged[-2:] == ["--", "node"]
+
+
+def test_limits_are_the_configured_ones() -> None:
+    settings = config.from_env({"TEST_MEMORY_MB": "1000", "TEST_MAX_PROCESSES": "300",
+                                "TEST_MAX_OPEN_FILES": "500", "TEST_MAX_FILE_MB": "7"})
+    box = sandbox.Sandbox.from_config(settings)
+    assert box.limits.rlimits() == [(resource.RLIMIT_DATA, 1000 * 1024 * 1024), (resource.RLIMIT_NPROC, 300),
+                                    (resource.RLIMIT_NOFILE, 500), (resource.RLIMIT_FSIZE, 7 * 1024 * 1024)]
+    defaults = config.from_env({})
+    assert (defaults["SANDBOX"], defaults["SANDBOX_USER"]) == ("auto", "nobody")
+    with pytest.raises(config.ConfigError, match="SANDBOX"):
+        config.from_env({"SANDBOX": "docker"})
+
+
+def test_bwrap_works_on_this_machine(tmp_path: Path) -> None:
+    """CI and the dev machine install bubblewrap (scripts/install-system-deps): a worker there must
+    use it, not fall back quietly."""
+    assert sandbox.Sandbox.from_config(config.from_env({})).uses_bwrap()
+
+
+def test_without_bwrap_the_command_is_unchanged_and_the_user_changes_in_the_child(tmp_path: Path) -> None:
+    box = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none"}))
+    (tmp_path / "run").mkdir()
+    launch = box.launch(["node", "cli.js"], tmp_path / "run", tmp_path, [])
+    assert launch.argv == ["node", "cli.js"] and not launch.wrapped
+    assert (tmp_path / "run").stat().st_uid == EXPECTED_UID
