@@ -55,7 +55,9 @@ def authenticate() -> Any:
         abort(404)
     if request.endpoint == REPORT_ORIGIN_ONLY:
         return None
-    if request.endpoint in PUBLIC or request.endpoint is None:  # None: no such page, a 404 follows
+    if request.endpoint is None:  # no such page (404) or method (405): nothing to protect
+        return None
+    if request.endpoint in PUBLIC:  # signing in is a change too: a forged login would sign you in as someone else
         if request.method not in SAFE_METHODS:
             csrf.protect()
         return None

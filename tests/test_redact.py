@@ -272,9 +272,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       workspace.playwright_config(workspace.find_chromium(""), workers=1, retries=0))
     tmp_dir = tmp_path_factory.mktemp("t")
     env = runner.child_env(run_dir, tmp_dir, settings["PLAYWRIGHT_BROWSERS_PATH"]) | {"MY_SECRET": SECRET}
-    outcome = runner.run_playwright(shutil.which("node") or "node",
-                                    Path(settings["NODE_MODULES"]) / "@playwright" / "test" / "cli.js",
-                                    run_dir, env, 120, lambda _: None)
+    command = runner.playwright_command(shutil.which("node") or "node",
+                                       Path(settings["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
+    outcome = runner.run_playwright(command, run_dir, env, 120, lambda _: None)
     assert outcome.exit_code == 1 and not outcome.timed_out, outcome.log  # the test fails, on purpose
     assert (run_dir / "report" / "index.html").is_file(), outcome.log
     return run_dir
