@@ -1,23 +1,31 @@
 """Users and their API tokens: creating them, checking a password or a token, disabling and revoking."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from supertest.extensions import db
-from supertest.models import ApiToken, User, utcnow
+from supertest.models import ApiToken, User, as_utc, utcnow
 from supertest.services.validation import ValidationError
 
 MIN_PASSWORD = 10
+LAST_USED_PRECISION = timedelta(minutes=1)
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-# Checked against when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a password of anyone's")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the email is unknown, so a wrong email costs as long as a wrong password."""
+    return generate_password_hash("not a password of anyone's")
 
 
 def any_user() -> bool:
@@ -46,7 +54,11 @@ def create_user(email: str, password: str, admin: bool = False) -> User:
         raise ValidationError(f"{email} already has an account", "email", status=409, code="conflict")
     user = User(email=email, password_hash=generate_password_hash(password), is_admin=admin)
     db.session.add(user)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same email, added a moment ago by someone else
+        db.session.rollback()
+        raise ValidationError(f"{email} already has an account", "email", status=409, code="conflict") from None
     return user
 
 
@@ -54,7 +66,7 @@ def check_password(email: str, password: str) -> User | None:
     """The active user with this email and password, or None (wrong either way, or disabled)."""
     user = by_email(email)
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        check_password_hash(_dummy_hash(), password)
         return None
     if not check_password_hash(user.password_hash, password) or not user.active:
         return None
@@ -90,8 +102,11 @@ def user_for_token(presented: str) -> User | None:
         return None
     if token.revoked_at is not None or not token.user.active:
         return None
-    token.last_used_at = utcnow()
-    db.session.commit()
+    now = utcnow()
+    # To the minute: a CI job polling a run should not write to the database on every request.
+    if token.last_used_at is None or now - as_utc(token.last_used_at) > LAST_USED_PRECISION:
+        token.last_used_at = now
+        db.session.commit()
     return token.user
 
 
