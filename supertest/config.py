@@ -48,6 +48,15 @@ def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ..
     return value
 
 
+def _origin(env: Mapping[str, str], name: str) -> str:
+    """scheme://host[:port], nothing after it: an origin, not a page."""
+    value = _url(env, name, "", ("http", "https")).rstrip("/")
+    parts = urlparse(value)
+    if value and (not parts.netloc or parts.path or parts.query or parts.fragment):
+        raise ConfigError(f"{name} must be an origin such as https://reports.example.com; got {value!r}")
+    return value
+
+
 def _database_url(env: Mapping[str, str]) -> str:
     url = _url(env, "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'supertest.db'}", ("sqlite", "postgres", "postgresql"))
     # Heroku-style URLs say postgres://; SQLAlchemy wants a dialect and we use psycopg 3.
@@ -138,7 +147,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Reports are served from this origin (another host name or port of the same web process), so
         # that their script cannot act with a user's session. Unset: reports are served sandboxed on
         # the app's origin, where the trace viewer cannot run. Links to it last REPORT_LINK_SECONDS.
-        "REPORTS_ORIGIN": _url(env, "REPORTS_ORIGIN", "", ("http", "https")).rstrip("/"),
+        "REPORTS_ORIGIN": _origin(env, "REPORTS_ORIGIN"),
         "REPORT_LINK_SECONDS": _int(env, "REPORT_LINK_SECONDS", 1800, minimum=60),
         # Failed sign-ins allowed per account in 15 minutes (four times as many per client address).
         "LOGIN_MAX_ATTEMPTS": _int(env, "LOGIN_MAX_ATTEMPTS", 5),

@@ -25,6 +25,10 @@ RUN = "0b7c1c38-4a4e-4c2b-9a57-6a0e1d2f3c4d"
     ("DATABASE_URL", "mysql://x", "URL starting with"),
     ("REDIS_URL", "localhost:6379", "URL starting with"),
     ("S3_ENDPOINT", "minio:9000", "URL starting with"),
+    ("REPORTS_ORIGIN", "https://reports.example.com/app", "must be an origin"),
+    ("SESSION_COOKIE_SECURE", "maybe", "true or false"),
+    ("LOGIN_MAX_ATTEMPTS", "0", "at least 1"),
+    ("SANDBOX", "docker", "must be one of"),
 ])
 def test_a_bad_setting_fails_naming_the_variable(name: str, value: str, words: str) -> None:
     with pytest.raises(config.ConfigError) as failure:
