@@ -17,8 +17,8 @@ from flask_migrate import upgrade
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from supertest import config, create_app
-from supertest.services import accounts
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
+from supertest.services import accounts
 from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, \
     wait_for
 from tests.helpers import ENV_PROBE, FAILING, PASSING, SYNTAX_ERROR, start_run
