@@ -339,7 +339,8 @@ def _private_network(pasta: list[str]) -> None:
 
 
 def _has_default_route() -> bool:
-    """Whether this process's network namespace has an IPv4 or IPv6 default route (pasta adds it last)."""
+    """Whether this process's network namespace has an IPv4 or IPv6 default route: pasta has set
+    up its address and routes (IPv6 may come a moment after IPv4)."""
     with open("/proc/self/net/route") as routes:  # "Iface Destination Gateway ...", hex
         if any(line.split()[1] == "00000000" for line in routes.readlines()[1:]):
             return True
