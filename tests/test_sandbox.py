@@ -416,6 +416,9 @@ def test_the_private_network_works_on_this_machine(tmp_path: Path) -> None:
         assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {sandbox.NET_DNS}\n")
     host = sandbox.Sandbox.from_config(config.from_env({"SANDBOX_NETWORK": "host"}))
     assert not host.launch(["node"], tmp_path / "run", tmp_path, []).private_network
+    insisting = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none", "SANDBOX_NETWORK": "private"}))
+    with pytest.raises(RuntimeError, match="SANDBOX_NETWORK=private needs bubblewrap"):
+        insisting.launch(["node"], tmp_path / "run", tmp_path, [])
 
 
 def test_the_sandbox_resolv_conf_sends_queries_through_pasta_and_keeps_reachable_nameservers() -> None:

@@ -168,9 +168,9 @@ class Sandbox:
         if self._network_works is None:
             self._network_works = possible and self._probe_network()
             if not self._network_works:
-                log.warning("pasta is missing or cannot give the sandbox a network of its own here: tests "
-                            "share the worker's network, loopback included (SANDBOX_NETWORK=private makes "
-                            "that an error)")
+                log.warning("the sandbox cannot have a network of its own here (it needs bubblewrap, pasta "
+                            "and a root worker, and pasta must start): tests share the worker's network, "
+                            "loopback included (SANDBOX_NETWORK=private makes that an error)")
         return self._network_works
 
     def _probe_network(self) -> bool:
@@ -197,10 +197,11 @@ class Sandbox:
         if ids:
             for path in (run_dir, tmp_dir):
                 _chown_tree(path, *ids)
+        # First: with SANDBOX_NETWORK=private and no bwrap here, this refuses the run.
+        pasta = pasta_command() if self.uses_private_network() else None
         if not self.uses_bwrap():
             # No namespaces: the child itself drops to the user, so the user owns every process it starts.
             return Launch(argv, lambda: _contain(self.limits, ids))
-        pasta = pasta_command() if self.uses_private_network() else None
         resolv_conf = None
         if pasta:
             resolv_conf = tmp_dir / "resolv.conf"
