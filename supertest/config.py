@@ -156,6 +156,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         or str(PROJECT_ROOT / ".playwright-browsers"),
         # How the code under test is contained (supertest/execution/sandbox.py, README "Isolation").
         "SANDBOX": _choice(env, "SANDBOX", "auto", ("auto", "bwrap", "none")),
+        # private: a network namespace of the sandbox's own (pasta), without the worker's loopback;
+        # host: the worker's network; auto: private where it works (bubblewrap, pasta, a root worker).
+        "SANDBOX_NETWORK": _choice(env, "SANDBOX_NETWORK", "auto", ("auto", "private", "host")),
         "SANDBOX_USER": _sandbox_user(env),
         "TEST_MEMORY_MB": _int(env, "TEST_MEMORY_MB", 4096, minimum=256),
         "TEST_MAX_PROCESSES": _int(env, "TEST_MAX_PROCESSES", 2048, minimum=64),

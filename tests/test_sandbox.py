@@ -1,18 +1,23 @@
 """The code under test is contained: it sees none of the app's settings, cannot read the app's source,
-instance folder or the worker's environment, cannot write outside its own two directories, runs as an
+instance folder or the worker's environment, cannot write outside its own two directories, cannot
+reach the worker's loopback (but reaches other addresses, and its own loopback), runs as an
 unprivileged user, and meets limits on file size, processes, open files and memory. Each script goes
 the real way: HTTP request, queue, worker, `playwright test` inside the sandbox."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pwd
 import resource
+import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -20,7 +25,8 @@ from flask import Flask
 from supertest import config
 from supertest.execution import sandbox
 from tests.conftest import ProcfileProcess, make_app, start_worker
-from tests.helpers import ENV_PROBE, passing_script, start_run, wait_for_run
+from supertest.execution import runner
+from tests.helpers import ENV_PROBE, passing_script, run_processes, start_run, wait_for_run, wait_until
 
 # Root workers hand the test to `nobody`; any other worker keeps its own user.
 EXPECTED_UID = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
@@ -116,6 +122,43 @@ test('a process cannot take more memory than its limit', async () => {
 """
 
 
+# Connects to every (host, port) of the worker's loopback it is given, all of which listen there, and
+# fails naming those it reached; then browses to a server on the machine's own non-loopback address
+# (the way out works) and to a server it starts on its own 127.0.0.1 (a loopback of its own).
+NETWORKING = """import { test, expect } from '@playwright/test';
+const net = require('net');
+const http = require('http');
+const os = require('os');
+
+function connect(host, port) {
+  return new Promise(resolve => {
+    const socket = net.connect({ host, port });
+    socket.setTimeout(3000);
+    socket.on('connect', () => { socket.destroy(); resolve('connected'); });
+    socket.on('timeout', () => { socket.destroy(); resolve('timed out'); });
+    socket.on('error', error => resolve(error.code));
+  });
+}
+
+test('cannot reach the worker loopback', async () => {
+  const results = {};
+  for (const [host, port] of __LOOPBACK__) results[`${host}:${port}`] = await connect(host, port);
+  expect(Object.entries(results).filter(([, result]) => result === 'connected')).toEqual([]);
+  expect(Object.values(os.networkInterfaces()).flat().map(address => address.address)).toContain('__ADDRESS__');
+});
+
+test('reaches the machine address and a server on its own loopback', async ({ page }) => {
+  await page.goto('__OUTSIDE__');
+  await expect(page.locator('body')).toHaveText('__MARK__');
+  const server = http.createServer((request, response) => response.end('<h1>my own server</h1>'));
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await expect(page.getByRole('heading')).toHaveText('my own server');
+  server.close();
+});
+"""
+
+
 def script(template: str, **values: Any) -> str:
     for name, value in values.items():
         template = template.replace(f"__{name.upper()}__", value if isinstance(value, str) else json.dumps(value))
@@ -175,6 +218,98 @@ def test_the_test_cannot_write_outside_its_directory(contained) -> None:
     assert [path for path in contained["written"]["paths"] if os.path.lexists(path)] == []
 
 
+def machine_address() -> str:
+    """This machine's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.123", 9))
+        return probe.getsockname()[0]
+
+
+def serve(host: str, body: str, family: socket.AddressFamily = socket.AF_INET) -> http.server.HTTPServer:
+    """A server answering `body` to everything, on a free port of `host`, until shutdown()."""
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server_class = type("Server", (http.server.ThreadingHTTPServer,), {"address_family": family})
+    server = server_class((host, 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def live_pastas() -> list[int]:
+    """pasta's processes on this machine (it runs as passt or passt.avx2), zombies left out."""
+    found = []
+    for pid in runner.pids():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                head, tail = stat.read().rsplit(b")", 1)
+        except OSError:
+            continue
+        if head.split(b"(", 1)[1].startswith(b"passt") and tail.split()[0] != b"Z":
+            found.append(pid)
+    return found
+
+
+@pytest.fixture(scope="module")
+def networked(app: Flask, worker: ProcfileProcess, settings: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """NETWORKING, run by the shared worker (SANDBOX_NETWORK=auto), against the services the tests
+    themselves use on this machine's loopback, and servers of our own."""
+    mark = f"outside-{uuid.uuid4().hex[:8]}"
+    outside = serve(machine_address(), mark)
+    own = [serve("127.0.0.1", "the worker's loopback"), serve("::1", "the worker's loopback", socket.AF_INET6)]
+    services = [urlsplit(settings["REDIS_URL"]), urlsplit(settings["S3_ENDPOINT"])]
+    if settings["DATABASE_URL"].startswith("postgresql"):
+        services.append(urlsplit(settings["DATABASE_URL"]))
+    loopback = [[url.hostname, url.port or {"redis": 6379, "postgresql": 5432}[url.scheme.split("+")[0]]]
+                for url in services]
+    loopback += [["127.0.0.1", 5432], ["127.0.0.1", 6379]]  # PostgreSQL and Redis, trusting local connections
+    loopback += [[server.server_address[0], server.server_address[1]] for server in own]
+    try:
+        client = app.test_client()
+        run_id = start_run(client, script(NETWORKING, loopback=loopback, address=sandbox.NET_ADDRESS,
+                                          outside=f"http://{outside.server_address[0]}:{outside.server_address[1]}/",
+                                          mark=mark))["runId"]
+        # pasta is one of the run's processes while it runs (the run can take a while to start)...
+        wait_until(lambda: set(run_processes(run_id)) & set(live_pastas()), 90, "pasta started for the run")
+        pastas = sorted(set(run_processes(run_id)) & set(live_pastas()))
+        run = wait_for_run(client, run_id)
+        # ... and gone with it.
+        wait_until(lambda: not set(pastas) & set(live_pastas()), 10, "pasta ended with the run")
+        yield {"run": run, "loopback": loopback, "pastas": pastas, "left": live_pastas()}
+    finally:
+        for server in [outside, *own]:
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_test_cannot_reach_the_worker_loopback_but_reaches_the_machine_and_its_own_loopback(networked
+                                                                                              ) -> None:
+    # Each of those listens on the worker's loopback: the test would reach it without its own network.
+    assert [address for address in networked["loopback"] if not reachable(*address)] == []
+    run = networked["run"]
+    statuses = {test["title"]: (test["status"], test["error"]) for test in run["tests"]}
+    assert all(status == "passed" for status, _ in statuses.values()) and len(statuses) == 2, statuses
+
+
+def test_pasta_ends_with_the_run(networked) -> None:
+    assert networked["pastas"] and networked["left"] == []
+
+
 @pytest.fixture(scope="module")
 def limited(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[dict[str, Any]]:
@@ -231,7 +366,7 @@ def test_bwrap_shows_only_the_system_what_the_run_needs_and_its_own_directories(
     text = " ".join(command)
     assert command[:4] == ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     assert "--unshare-user" not in command  # as root: the user is changed outside any user namespace
-    assert "--unshare-net" not in command  # tests browse to the network
+    assert "--unshare-net" not in command  # the network namespace is made before bwrap (with pasta)
     assert "--ro-bind /usr /usr" in text and "--ro-bind /etc /etc" in text
     assert "--ro-bind-try /srv/app/node_modules /srv/app/node_modules" in text
     assert "--ro-bind-try /srv/app/.browsers /srv/app/.browsers" in text
@@ -257,7 +392,7 @@ def test_limits_are_the_configured_ones() -> None:
     assert box.limits.rlimits() == [(resource.RLIMIT_DATA, 1000 * 1024 * 1024), (resource.RLIMIT_NPROC, 300),
                                     (resource.RLIMIT_NOFILE, 500), (resource.RLIMIT_FSIZE, 7 * 1024 * 1024)]
     defaults = config.from_env({})
-    assert (defaults["SANDBOX"], defaults["SANDBOX_USER"]) == ("auto", "nobody")
+    assert (defaults["SANDBOX"], defaults["SANDBOX_USER"], defaults["SANDBOX_NETWORK"]) == ("auto", "nobody", "auto")
     with pytest.raises(config.ConfigError, match="SANDBOX"):
         config.from_env({"SANDBOX": "docker"})
 
@@ -266,6 +401,31 @@ def test_bwrap_works_on_this_machine(tmp_path: Path) -> None:
     """CI and the dev machine install bubblewrap (scripts/install-system-deps): a worker there must
     use it, not fall back quietly."""
     assert sandbox.Sandbox.from_config(config.from_env({})).uses_bwrap()
+
+
+def test_the_private_network_works_on_this_machine(tmp_path: Path) -> None:
+    """install-system-deps installs pasta: a root worker here must give the test its own network,
+    with /etc/resolv.conf pointing at pasta's DNS address; with SANDBOX_NETWORK=host, as before."""
+    box = sandbox.Sandbox.from_config(config.from_env({}))
+    assert box.uses_private_network() == (os.geteuid() == 0)
+    (tmp_path / "run").mkdir()
+    launch = box.launch(["node"], tmp_path / "run", tmp_path, [])
+    assert launch.private_network == (os.geteuid() == 0)
+    if launch.private_network:
+        assert f"--ro-bind {tmp_path / 'resolv.conf'} /etc/resolv.conf" in " ".join(launch.argv)
+        assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {sandbox.NET_DNS}\n")
+    host = sandbox.Sandbox.from_config(config.from_env({"SANDBOX_NETWORK": "host"}))
+    assert not host.launch(["node"], tmp_path / "run", tmp_path, []).private_network
+    insisting = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none", "SANDBOX_NETWORK": "private"}))
+    with pytest.raises(RuntimeError, match="SANDBOX_NETWORK=private needs bubblewrap"):
+        insisting.launch(["node"], tmp_path / "run", tmp_path, [])
+
+
+def test_the_sandbox_resolv_conf_sends_queries_through_pasta_and_keeps_reachable_nameservers() -> None:
+    host = "# made by hand\nnameserver 127.0.0.53\nnameserver 10.1.2.3\nnameserver ::1\nsearch corp.example\n" \
+           "options edns0 trust-ad\n"
+    assert sandbox.sandbox_resolv_conf(host) == (f"nameserver {sandbox.NET_DNS}\nnameserver 10.1.2.3\n"
+                                                 "search corp.example\noptions edns0 trust-ad\n")
 
 
 def test_without_bwrap_the_command_is_unchanged_and_the_user_changes_in_the_child(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ RUN = "0b7c1c38-4a4e-4c2b-9a57-6a0e1d2f3c4d"
     ("SESSION_COOKIE_SECURE", "maybe", "true or false"),
     ("LOGIN_MAX_ATTEMPTS", "0", "at least 1"),
     ("SANDBOX", "docker", "must be one of"),
+    ("SANDBOX_NETWORK", "none", "must be one of"),
 ])
 def test_a_bad_setting_fails_naming_the_variable(name: str, value: str, words: str) -> None:
     with pytest.raises(config.ConfigError) as failure:

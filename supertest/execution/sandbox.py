@@ -12,9 +12,17 @@ What each deployment gets (the README says the same):
 - no bubblewrap: no private view. As root the test still runs as SANDBOX_USER, so it can read only
   what is world-readable and write only where that user may; not root, it runs as the worker's user.
 - always: the rlimits below, set before exec and inherited by every process the test starts.
+
+The network (SANDBOX_NETWORK): with bubblewrap and a root worker, the test gets a network namespace
+of its own by default, with a loopback of its own; pasta (Debian's passt) connects it to the outside
+through ordinary sockets of the worker, so the test reaches websites and other machines but not the
+services on the worker's loopback (a local PostgreSQL or Redis that trusts local connections).
+Otherwise (SANDBOX_NETWORK=host, no bubblewrap, no pasta, a worker not root) the test shares the
+worker's network, loopback included.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import pwd
@@ -23,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +48,27 @@ SYSTEM_READ_ONLY = ("/usr", "/etc")
 SYSTEM_TOP = ("/bin", "/sbin", "/lib", "/lib64", "/lib32")
 # Present when the machine has them: a shared font cache spares every run rebuilding it in its HOME.
 OPTIONAL_READ_ONLY = ("/var/cache/fontconfig",)
+
+# The sandbox's own network: its address, the gateway (pasta) and a DNS address pasta answers for.
+# Not the host's addresses (pasta's default): with those, the host's own non-loopback addresses
+# would be local inside the sandbox. These are QEMU's and slirp4netns' usual ones.
+NET_ADDRESS, NET_GATEWAY, NET_DNS = "10.0.2.100", "10.0.2.2", "10.0.2.3"
+PASTA_OPTIONS = (
+    "--foreground",  # no daemon: it stays in the run's process group, so the runner's kill takes it
+    "--quiet",
+    "--runas", "0",  # else it becomes nobody before opening the namespace, which only root may open
+    "--config-net", "--address", NET_ADDRESS, "--netmask", "24", "--gateway", NET_GATEWAY,
+    "--no-map-gw",  # the gateway address is not a way to the host's loopback
+    "--tcp-ports", "none", "--udp-ports", "none",  # no port of the host leads into the sandbox
+    # Nor does the sandbox's loopback lead to the host's: by default pasta forwards every port bound
+    # on the host's loopback to the same port of the sandbox's.
+    "--tcp-ns", "none", "--udp-ns", "none",
+    # Queries to NET_DNS go to the host's first nameserver, even one on the host's loopback
+    # (systemd-resolved's 127.0.0.53, Docker's 127.0.0.11), which the sandbox cannot reach itself.
+    "--dns-forward", NET_DNS,
+)
+CLONE_NEWNET = 0x40000000
+NETWORK_READY_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,7 @@ class Launch:
     argv: list[str]
     preexec: Callable[[], None]
     wrapped: bool = False  # inside bwrap
+    private_network: bool = False  # a network namespace of its own, connected by pasta
 
 
 @dataclass
@@ -78,13 +109,16 @@ class Sandbox:
     mode: str  # "auto", "bwrap" or "none"
     user: str  # whom to run as when the worker is root
     limits: Limits
+    network: str = "auto"  # "auto", "private" or "host"
     _bwrap_works: bool | None = field(default=None, repr=False)
+    _network_works: bool | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: Any) -> Sandbox:
         return cls(config["SANDBOX"], config["SANDBOX_USER"],
                    Limits(config["TEST_MEMORY_MB"], config["TEST_MAX_PROCESSES"],
-                          config["TEST_MAX_OPEN_FILES"], config["TEST_MAX_FILE_MB"]))
+                          config["TEST_MAX_OPEN_FILES"], config["TEST_MAX_FILE_MB"]),
+                   config["SANDBOX_NETWORK"])
 
     def uid_gid(self) -> tuple[int, int] | None:
         """The user to become: SANDBOX_USER when the worker is root; None (stay) otherwise."""
@@ -119,6 +153,43 @@ class Sandbox:
             except (OSError, subprocess.TimeoutExpired):
                 return False
 
+    def uses_private_network(self) -> bool:
+        """SANDBOX_NETWORK=private insists (a run fails without it); auto uses it when it works here.
+        It needs bwrap (the sandbox's /etc/resolv.conf is ours), pasta, and a root worker (to make
+        the namespace without a user namespace, which would map the test to root outside)."""
+        if self.network == "host":
+            return False
+        possible = self.uses_bwrap() and self.uid_gid() is not None and pasta_command() is not None
+        if self.network == "private":
+            if not possible:
+                raise RuntimeError("SANDBOX_NETWORK=private needs bubblewrap, pasta (Debian package passt) "
+                                   "and a worker running as root")
+            return True
+        if self._network_works is None:
+            self._network_works = possible and self._probe_network()
+            if not self._network_works:
+                log.warning("the sandbox cannot have a network of its own here (it needs bubblewrap, pasta "
+                            "and a root worker, and pasta must start): tests share the worker's network, "
+                            "loopback included (SANDBOX_NETWORK=private makes that an error)")
+        return self._network_works
+
+    def _probe_network(self) -> bool:
+        """Whether a sandbox with its own network starts here (pasta configures it before bwrap runs)."""
+        pasta = pasta_command()
+        assert pasta is not None
+        with tempfile.TemporaryDirectory(prefix="st-probe-") as scratch:
+            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.uid_gid())
+
+            def connected() -> None:
+                _private_network(pasta)
+                die_with_worker()
+
+            try:
+                return subprocess.run(command, capture_output=True, timeout=NETWORK_READY_SECONDS + 10,
+                                      env={"PATH": "/usr/bin:/bin"}, preexec_fn=connected).returncode == 0
+            except (OSError, subprocess.SubprocessError):  # SubprocessError: connected() failed
+                return False
+
     def launch(self, argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path]) -> Launch:
         """The command line that runs `argv` contained, with run_dir and tmp_dir its own (given to
         the sandbox user) and `readable` visible read-only."""
@@ -126,18 +197,59 @@ class Sandbox:
         if ids:
             for path in (run_dir, tmp_dir):
                 _chown_tree(path, *ids)
+        # First: with SANDBOX_NETWORK=private and no bwrap here, this refuses the run.
+        pasta = pasta_command() if self.uses_private_network() else None
         if not self.uses_bwrap():
             # No namespaces: the child itself drops to the user, so the user owns every process it starts.
             return Launch(argv, lambda: _contain(self.limits, ids))
-        command = bwrap_command(argv, run_dir, tmp_dir, readable, ids)
-        return Launch(command, lambda: _contain(self.limits, None, ignore_sigint=True), wrapped=True)
+        resolv_conf = None
+        if pasta:
+            resolv_conf = tmp_dir / "resolv.conf"
+            resolv_conf.write_text(sandbox_resolv_conf(_read("/etc/resolv.conf")))
+        command = bwrap_command(argv, run_dir, tmp_dir, readable, ids, resolv_conf)
+        return Launch(command, lambda: _contain(self.limits, None, ignore_sigint=True, pasta=pasta),
+                      wrapped=True, private_network=pasta is not None)
+
+
+def pasta_command() -> list[str] | None:
+    """How to start pasta: with a SIGKILL when its parent (bwrap) dies, as nothing else would end
+    it when the worker dies. None when pasta or setpriv is missing."""
+    pasta, setpriv = shutil.which("pasta"), shutil.which("setpriv")
+    if pasta is None or setpriv is None:
+        return None
+    return [setpriv, "--pdeathsig", "KILL", "--", pasta, *PASTA_OPTIONS]
+
+
+def sandbox_resolv_conf(host: str) -> str:
+    """The sandbox's /etc/resolv.conf: pasta's DNS address first, then the host's nameservers the
+    sandbox can reach itself (not those on the host's loopback), and the host's search and options."""
+    servers = [NET_DNS]
+    rest = []
+    for line in host.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            if not (words[1].startswith("127.") or words[1] == "::1") and len(servers) < 3:  # glibc reads 3
+                servers.append(words[1])
+        elif words[:1] in (["search"], ["domain"], ["options"]):
+            rest.append(line)
+    return "".join(f"nameserver {server}\n" for server in servers) + "".join(f"{line}\n" for line in rest)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as file:
+            return file.read()
+    except OSError:
+        return ""
 
 
 def bwrap_command(argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path],
-                  ids: tuple[int, int] | None) -> list[str]:
+                  ids: tuple[int, int] | None, resolv_conf: Path | None = None) -> list[str]:
     """bwrap's command line. As root, bwrap keeps its capabilities to set up the mounts and setpriv
     then drops them and becomes `ids`, so the test is that user outside the sandbox too (a user
-    namespace would map it to root outside). Not root, bwrap makes a user namespace itself."""
+    namespace would map it to root outside). Not root, bwrap makes a user namespace itself.
+    `resolv_conf` replaces /etc/resolv.conf (a private network's). The network namespace, if any, is
+    made before bwrap starts (_private_network), not by bwrap."""
     command = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     if ids is None:
         command.append("--unshare-user")
@@ -159,6 +271,8 @@ def bwrap_command(argv: list[str], run_dir: Path, tmp_dir: Path, readable: Itera
         command += ["--ro-bind-try", path, path]
     for path in (str(tmp_dir), str(run_dir)):
         command += ["--bind", path, path]
+    if resolv_conf is not None:
+        command += ["--ro-bind", str(resolv_conf), "/etc/resolv.conf"]
     command += ["--chdir", str(run_dir)]
     command.append("--")
     if ids is not None:
@@ -179,20 +293,73 @@ def _parents(paths: Iterable[str]) -> list[str]:
     return sorted(found, key=lambda path: path.count("/"))
 
 
-def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = False) -> None:
-    """In the child, before exec: limits, then the user (no way back), then a SIGKILL when the worker
-    dies (set last: changing the user clears it)."""
-    limits.apply()
+def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = False,
+             pasta: list[str] | None = None) -> None:
+    """In the child, before exec: a network of its own (with `pasta`), limits, then the user (no way
+    back), then a SIGKILL when the worker dies (set last: changing the user clears it)."""
     if ignore_sigint:
         # bwrap would die of the SIGINT the runner sends the group on a deadline, and take the test
         # with it before Playwright writes its report. Node installs its own handler over this.
+        # Set first, so pasta inherits it too and the network stays while Playwright finishes.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if pasta is not None:
+        _private_network(pasta)  # before the limits, which are the test's, not pasta's
+    limits.apply()
     if ids is not None:
         uid, gid = ids
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
     die_with_worker()
+
+
+def _private_network(pasta: list[str]) -> None:
+    """In the child, as root, before exec: move into a new network namespace, which bwrap and the
+    test then inherit, and have pasta connect it; return once it has a default route.
+
+    pasta must itself run in the host's namespace (its sockets there are the sandbox's way out), so
+    it is started from there, with the new namespace handed over as an open file. It becomes our
+    child, hence bwrap's after exec: in the run's process group, with a SIGKILL when bwrap dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    host = os.open("/proc/self/ns/net", os.O_RDONLY)
+    _check(libc.unshare(CLONE_NEWNET), "unshare")
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    _check(libc.setns(host, CLONE_NEWNET), "setns")
+    os.set_inheritable(own, True)  # pasta cannot open our /proc/<pid>/ files: it drops its capabilities first
+    null = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_DUP2, 1, 2)]
+    pid = os.posix_spawn(pasta[0], [*pasta, "--netns", f"/proc/self/fd/{own}"], {}, file_actions=null)
+    _check(libc.setns(own, CLONE_NEWNET), "setns")
+    os.close(host)
+    os.close(own)
+    deadline = time.monotonic() + NETWORK_READY_SECONDS
+    while not _has_default_route():
+        if os.waitpid(pid, os.WNOHANG) != (0, 0) or time.monotonic() > deadline:
+            _kill(pid)
+            raise RuntimeError("pasta could not connect the sandbox's network")
+        time.sleep(0.002)
+
+
+def _has_default_route() -> bool:
+    """Whether this process's network namespace has an IPv4 or IPv6 default route: pasta has set
+    up its address and routes (IPv6 may come a moment after IPv4)."""
+    with open("/proc/self/net/route") as routes:  # "Iface Destination Gateway ...", hex
+        if any(line.split()[1] == "00000000" for line in routes.readlines()[1:]):
+            return True
+    with open("/proc/self/net/ipv6_route") as routes:  # "destination prefix-length ... iface"
+        return any(fields[:2] == ["0" * 32, "00"] and fields[-1] != "lo" for fields in map(str.split, routes))
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
