@@ -42,6 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import json
 import logging
 import os
@@ -130,13 +131,8 @@ class Matcher:
 
     @classmethod
     def of(cls, secrets: Sequence[str]) -> Matcher | None:
-        unique = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-        if not unique:
-            return None
-        built = [_secret_pattern(secret) for secret in unique]
-        return cls(re.compile(b"|".join(source for source, _ in built)),
-                   tuple(re.compile(source) for source, _ in built),
-                   max(longest for _, longest in built))
+        # Built once per set of secrets: a run redacts every live event and every file with the same set.
+        return _matcher(frozenset(secret for secret in secrets if secret))
 
     def spans(self, data: bytes, stop: int | None = None) -> list[tuple[int, int]]:
         """The stretches covered by occurrences starting before `stop`, merged where they overlap.
@@ -160,6 +156,16 @@ class Matcher:
 
     def replace(self, data: bytes, mask: bool = False) -> bytes:
         return _apply(data, self.spans(data), mask)
+
+
+@functools.lru_cache(maxsize=8)
+def _matcher(secrets: frozenset[str]) -> Matcher | None:
+    if not secrets:
+        return None
+    built = [_secret_pattern(secret) for secret in sorted(secrets, key=len, reverse=True)]
+    return Matcher(re.compile(b"|".join(source for source, _ in built)),
+                   tuple(re.compile(source) for source, _ in built),
+                   max(longest for _, longest in built))
 
 
 def _apply(data: bytes, spans: Iterable[tuple[int, int]], mask: bool) -> bytes:

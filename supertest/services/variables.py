@@ -24,7 +24,8 @@ def list_all() -> list[Variable]:
 
 
 def get(name: str) -> Variable | None:
-    return db.session.scalar(select(Variable).where(Variable.name == name))
+    """The variable of that name; None for a name no variable could have, without a query."""
+    return db.session.scalar(select(Variable).where(Variable.name == name)) if NAME.match(name) else None
 
 
 def for_run() -> tuple[dict[str, str], list[str]]:

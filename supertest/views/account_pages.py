@@ -7,7 +7,7 @@ from flask_login import current_user, login_user, logout_user
 from supertest.auth import admin_required, safe_next
 from supertest.services import accounts, ratelimit
 from supertest.services.validation import ValidationError, is_id
-from supertest.views.pages import go
+from supertest.views.pages import go, or_404
 
 bp = Blueprint("auth", __name__)
 
@@ -85,9 +85,7 @@ def users():
 @bp.post("/users/<user_id>/active")
 @admin_required
 def set_active(user_id: str):
-    user = accounts.get_user(user_id) if is_id(user_id) else None
-    if user is None:
-        abort(404)
+    user = or_404(accounts.get_user, user_id)
     if user.id == current_user.id:
         return render_template("message.html", title="Refused",
                                message="You cannot disable your own account."), 409

@@ -13,7 +13,7 @@ bp = Blueprint("api_variables", __name__, url_prefix="/api/variables")
 
 
 def found_variable(name: str) -> Variable:
-    variable = variables.get(name) if variables.NAME.match(name) else None
+    variable = variables.get(name)
     if variable is None:
         raise ApiError(404, "not_found", f"no variable named {name!r}")
     return variable

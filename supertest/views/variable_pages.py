@@ -26,7 +26,7 @@ def index():
 @bp.post("/<name>")
 def update(name: str):
     """Replace a value (a secret's is typed again, never shown), or delete with action=delete."""
-    variable = variables.get(name) if variables.NAME.match(name) else None
+    variable = variables.get(name)
     if variable is None:
         abort(404)
     if request.form.get("action") == "delete":
