@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -55,11 +57,30 @@ class Housekeeping(Middleware):
         for name, seconds, job in (
             ("reaper", config["HEARTBEAT_SECONDS"], lambda: runs.reap(config["WORKER_LOST_SECONDS"])),
             ("report-uploader", config["REPORT_RETRY_SECONDS"], reports.upload_kept_reports),
+            ("sandbox-check", config["HEARTBEAT_SECONDS"], self._announce_sandbox),
         ):
             threading.Thread(target=self._every, args=(seconds, job), name=name, daemon=True).start()
+        threading.Thread(target=self._now, args=(self._announce_sandbox,), name="sandbox-check", daemon=True).start()
+
+    def _announce_sandbox(self) -> None:
+        """Whether tests can run in this process's sandbox: found once (before its first run, or
+        here at start), told to /api/health for as long as this process lives."""
+        from supertest import events
+        from supertest.execution import preflight, sandbox_problem
+
+        seconds = max(30, 3 * self.app.config["HEARTBEAT_SECONDS"])
+        preflight.announce(events.redis_client(), self.app.config["QUEUE_NAMESPACE"],
+                           f"{socket.gethostname()}:{os.getpid()}", sandbox_problem(), seconds)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopped.set()
+
+    def _now(self, job: Callable[[], object]) -> None:
+        with self.app.app_context():
+            try:
+                job()
+            except Exception:
+                log.warning("%s failed", threading.current_thread().name, exc_info=True)
 
     def _every(self, seconds: float, job: Callable[[], object]) -> None:
         while not self.stopped.wait(seconds):

@@ -6,7 +6,6 @@ than surfacing as a confusing failure in the middle of a run.
 from __future__ import annotations
 
 import os
-import pwd
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,16 +90,18 @@ def _instance_secret_key() -> str:
     return path.read_text().strip()
 
 
-def _sandbox_user(env: Mapping[str, str]) -> str:
-    user = env.get("SANDBOX_USER", "").strip() or "nobody"
-    if os.geteuid() == 0:  # only a root worker changes user; then the user must exist
-        try:
-            pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except KeyError:
-            raise ConfigError(f"SANDBOX_USER must be a user of this machine, got {user!r}") from None
-        if user in ("root", "0"):
-            raise ConfigError("SANDBOX_USER must not be root")
-    return user
+def _uid_range(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+    """first-last: uids no account on this machine uses, one for each run at once."""
+    if "SANDBOX_USER" in env:
+        raise ConfigError("SANDBOX_USER was replaced by SANDBOX_UIDS, a range of uids (each run takes one)")
+    raw = env.get(name, "").strip() or default
+    first, dash, last = raw.partition("-")
+    if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+        raise ConfigError(f"{name} must be a range of uids such as {default}, got {raw!r}")
+    low, high = int(first), int(last)
+    if not 1000 <= low <= high < 2**32 - 1:
+        raise ConfigError(f"{name} must be uids from 1000 up, the first no larger than the last; got {raw!r}")
+    return low, high
 
 
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -159,10 +160,18 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # private: a network namespace of the sandbox's own (pasta), without the worker's loopback;
         # host: the worker's network; auto: private where it works (bubblewrap, pasta, a root worker).
         "SANDBOX_NETWORK": _choice(env, "SANDBOX_NETWORK", "auto", ("auto", "private", "host")),
-        "SANDBOX_USER": _sandbox_user(env),
+        # A root worker runs each test as a uid of its own from this range (execution/users.py).
+        "SANDBOX_UIDS": _uid_range(env, "SANDBOX_UIDS", "900000000-900000999"),
         "TEST_MEMORY_MB": _int(env, "TEST_MEMORY_MB", 4096, minimum=256),
         "TEST_MAX_PROCESSES": _int(env, "TEST_MAX_PROCESSES", 2048, minimum=64),
         "TEST_MAX_OPEN_FILES": _int(env, "TEST_MAX_OPEN_FILES", 4096, minimum=256),
         "TEST_MAX_FILE_MB": _int(env, "TEST_MAX_FILE_MB", 1024),
+        # What a run may leave behind (execution/collect.py): past these, files are left out of its
+        # report and the run says so. Redaction (when there are secrets) may unpack archives to
+        # REDACT_MAX_MB and take REDACT_SECONDS; a file past either is dropped, never kept unredacted.
+        "REPORT_MAX_MB": _int(env, "REPORT_MAX_MB", 2048),
+        "REPORT_MAX_FILES": _int(env, "REPORT_MAX_FILES", 20_000),
+        "REDACT_MAX_MB": _int(env, "REDACT_MAX_MB", 1024),
+        "REDACT_SECONDS": _int(env, "REDACT_SECONDS", 60),
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

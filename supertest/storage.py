@@ -19,6 +19,9 @@ from typing import Any, Mapping
 import boto3
 import botocore.config
 import botocore.exceptions
+from werkzeug.http import parse_range_header
+
+from supertest import nofollow
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +85,23 @@ class LocalReports:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, key: str) -> Path:
-        return self.root / key
+    def open(self, key: str, range_header: str | None) -> ReportFile | None:
+        """Stream a file, honouring a Range header; None when there is no such regular file. No link
+        is followed on the way (a report stored before links were left out may still hold some)."""
+        try:
+            fd, status = nofollow.open_beneath(self.root, key)
+        except (OSError, nofollow.Refused):
+            return None
+        start, length = 0, status.st_size
+        if range_header:
+            wanted = parse_range_header(range_header)
+            span = wanted.range_for_length(status.st_size) if wanted else None
+            if wanted and len(wanted.ranges) == 1 and span is None:
+                os.close(fd)
+                raise RangeNotSatisfiable(range_header)
+            if span:
+                start, length = span[0], span[1] - span[0]
+        return ReportFile(_read(fd, start, length), length, status.st_size, content_type(key), start)
 
     def save(self, run_id: str, report_dir: Path) -> None:
         target = self.root / run_id / "report"
@@ -99,6 +117,27 @@ class LocalReports:
         self.root.mkdir(parents=True, exist_ok=True)
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"{self.root} is not writable")
+
+
+def _read(fd: int, start: int, length: int) -> Iterator[bytes]:
+    """`length` bytes of an open file from `start`, a chunk at a time; closes it when done or dropped."""
+    try:
+        while length > 0 and (chunk := os.pread(fd, min(CHUNK, length), start)):
+            yield chunk
+            start += len(chunk)
+            length -= len(chunk)
+    finally:
+        os.close(fd)
+
+
+def regular_files(folder: Path) -> Iterator[str]:
+    """The paths (relative, with slashes) of the files in `folder`, links and oddities left out
+    (they are refused again when opened: nofollow.open_beneath)."""
+    for root, _dirs, files in os.walk(folder):  # os.walk does not go into linked folders
+        for name in files:
+            path = Path(root, name)
+            if not path.is_symlink():
+                yield path.relative_to(folder).as_posix()
 
 
 class S3Reports:
@@ -136,16 +175,22 @@ class S3Reports:
     def save(self, run_id: str, report_dir: Path) -> None:
         try:
             self._ensure_bucket()
-            files = [p for p in report_dir.rglob("*") if p.is_file()]
             with ThreadPoolExecutor(max_workers=8) as pool:
-                for future in [pool.submit(self._upload, run_id, report_dir, f) for f in files]:
+                for future in [pool.submit(self._upload, run_id, report_dir, name)
+                               for name in regular_files(report_dir)]:
                     future.result()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
             raise StorageError(str(error)) from error
 
-    def _upload(self, run_id: str, report_dir: Path, file: Path) -> None:
-        key = f"{run_id}/report/{file.relative_to(report_dir).as_posix()}"
-        self.client.upload_file(str(file), self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
+    def _upload(self, run_id: str, report_dir: Path, name: str) -> None:
+        try:
+            fd, _status = nofollow.open_beneath(report_dir, name)
+        except nofollow.Refused as refused:
+            log.warning("run %s: %s left out of the upload: %s", run_id, name, refused)
+            return
+        key = f"{run_id}/report/{name}"
+        with os.fdopen(fd, "rb") as file:
+            self.client.upload_fileobj(file, self.bucket, key, ExtraArgs={"ContentType": content_type(key)})
 
     def delete(self, run_id: str) -> None:
         """Remove every object under the run's prefix, a thousand (S3's limit) at a time."""
@@ -226,8 +271,15 @@ class ReportStore:
             bucket.delete(run_id)
         self.local.delete(run_id)
 
-    def bucket(self, kind: str) -> S3Reports | None:
-        return self.buckets.get(kind)
+    def open(self, where: str, kind: str, key: str, range_header: str | None) -> ReportFile | None:
+        """A file of a stored report (see report_key), from where its run says it is; None if absent.
+        RangeNotSatisfiable for a range outside it, StorageError when S3 cannot be reached."""
+        bucket = self.buckets.get(kind)
+        if where == S3:
+            if bucket is None:
+                raise StorageError("this report is in S3, but S3 is not configured")
+            return bucket.open(key, range_header)
+        return self.local.open(key, range_header)
 
     def check(self) -> None:
         """Raise StorageError when the configured store cannot be used."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import pwd
 import resource
+import shutil
 import socket
 import tempfile
 import threading
@@ -28,8 +28,8 @@ from tests.conftest import ProcfileProcess, make_app, start_worker
 from supertest.execution import runner
 from tests.helpers import ENV_PROBE, passing_script, run_processes, start_run, wait_for_run, wait_until
 
-# Root workers hand the test to `nobody`; any other worker keeps its own user.
-EXPECTED_UID = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
+# Root workers hand each run a uid of its own from SANDBOX_UIDS; any other worker keeps its own user.
+FIRST_UID, LAST_UID = config.from_env({})["SANDBOX_UIDS"] if os.geteuid() == 0 else (os.geteuid(), os.geteuid())
 
 # Reads every path it is given and fails naming those it could read; a file of its own and
 # Playwright's package.json show reading works at all. `secrets` must appear in nothing it reads,
@@ -49,7 +49,8 @@ test('cannot read the app', async () => {
   fs.writeFileSync('mine.txt', 'my own');
   expect(read('mine.txt')).toBe('my own');
   expect(read(require.resolve('@playwright/test/package.json'))).toContain('"name"');
-  expect(process.getuid()).toBe(__UID__);
+  expect(process.getuid()).toBeGreaterThanOrEqual(__FIRST__);
+  expect(process.getuid()).toBeLessThanOrEqual(__LAST__);
   // The runs directory holds this run alone: the other runs, side by side with it, are not there.
   expect(fs.readdirSync(require('path').dirname(process.cwd()))).toEqual([require('path').basename(process.cwd())]);
   const read_ = targets.filter(path => read(path) !== null);
@@ -195,7 +196,7 @@ def contained(app: Flask, worker: ProcfileProcess, settings: dict[str, str], sec
     client = app.test_client()
     started = {
         "env": start_run(client, ENV_PROBE),
-        "reads": start_run(client, script(PRYING, targets=reads, secrets=secrets, uid=EXPECTED_UID,
+        "reads": start_run(client, script(PRYING, targets=reads, secrets=secrets, first=FIRST_UID, last=LAST_UID,
                                           worker=str(worker.process.pid))),
         "writes": start_run(client, script(SCRIBBLING, targets=writes)),
     }
@@ -329,14 +330,28 @@ def test_limits_on_file_size_processes_open_files_and_memory_hold(limited) -> No
 
 
 @pytest.fixture(scope="module")
-def unwrapped(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[dict[str, Any]]:
-    """A worker with SANDBOX=none, as on a machine without bubblewrap. Its runs directory must be
-    reachable by the sandbox user (no bind mount brings it in): not under pytest's private tmp."""
-    runs_dir = Path(tempfile.mkdtemp(prefix="st-runs-"))
-    runs_dir.chmod(0o711)
-    own = {**settings, "SANDBOX": "none", "RUNS_DIR": str(runs_dir),
-           "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
+def shared_runtime() -> Iterator[dict[str, str]]:
+    """What a run needs (the runs directory, node_modules, the browsers path) where every user can reach
+    it. Without bubblewrap the test's user walks the real paths: a checkout under a folder others
+    cannot enter (CI's mktemp -d, a home of mode 700) would hide them (see the next test)."""
+    top = Path(tempfile.mkdtemp(prefix="st-shared-"))
+    top.chmod(0o755)
+    (top / "runs").mkdir(mode=0o711)
+    modules = top / "node_modules"
+    for package in ("@playwright", "playwright", "playwright-core"):
+        shutil.copytree(config.PROJECT_ROOT / "node_modules" / package, modules / package, symlinks=True)
+    shutil.copytree(config.PROJECT_ROOT / ".playwright-browsers", top / "browsers", symlinks=True)
+    try:
+        yield {"RUNS_DIR": str(top / "runs"), "NODE_MODULES": str(modules), "PLAYWRIGHT_BROWSERS_PATH": str(top / "browsers")}
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.fixture(scope="module")
+def unwrapped(app: Flask, settings: dict[str, str], shared_runtime: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A worker with SANDBOX=none, as on a machine without bubblewrap."""
+    own = {**settings, **shared_runtime, "SANDBOX": "none", "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
     process = start_worker(own, tmp_path_factory.mktemp("unwrapped") / "worker.log")
     marker = str(tmp_path_factory.getbasetemp() / f"sandbox-marker-{uuid.uuid4().hex[:8]}")
     try:
@@ -347,13 +362,38 @@ def unwrapped(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.Tem
                "after": wait_for_run(client, start_run(client, passing_script("runs without bwrap"))["runId"])}
     finally:
         process.stop()
-        runs_dir.rmdir()
 
 
 def test_without_bubblewrap_the_test_still_runs_unprivileged_with_a_built_environment(unwrapped) -> None:
     for name in ("env", "writes", "after"):
         run = unwrapped[name]
         assert run["status"] == "passed", (name, run["tests"][0]["error"] if run["tests"] else run)
+
+
+def test_a_worker_whose_test_user_cannot_reach_node_modules_says_which_folder_and_what_to_do(
+        app: Flask, settings: dict[str, str], shared_runtime: dict[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """node_modules behind a folder of mode 700, as in a checkout under a home directory: each run
+    ends `error` naming that folder and the fix, health says so too, instead of MODULE_NOT_FOUND."""
+    assert os.geteuid() == 0, "a worker that is not root runs tests as itself, which reaches its own files"
+    home = Path(tempfile.mkdtemp(prefix="st-home-"))  # mode 700, as mkdtemp makes it
+    (home / "node_modules").symlink_to(shared_runtime["NODE_MODULES"])
+    own = {**settings, **shared_runtime, "SANDBOX": "none", "NODE_MODULES": str(home / "node_modules"),
+           "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp("closed") / "worker.log")
+    try:
+        client = make_app(own).test_client()
+        run = wait_for_run(client, start_run(client, passing_script("never starts"))["runId"])
+        assert run["status"] == "error", run
+        assert f"cannot enter {home} (mode drwx------)" in run["errorMessage"], run["errorMessage"]
+        assert f"chmod o+x {home}" in run["errorMessage"]
+        assert "MODULE_NOT_FOUND" not in run["errorMessage"]
+        health = client.get("/api/health")
+        assert health.status_code == 503 and f"cannot enter {home}" in health.get_json()["sandbox"], health.get_json()
+        assert f"cannot enter {home}" in process.log()
+    finally:
+        process.stop()
+        shutil.rmtree(home)
 
 
 # The command line and the limits, without running anything.
@@ -392,9 +432,12 @@ def test_limits_are_the_configured_ones() -> None:
     assert box.limits.rlimits() == [(resource.RLIMIT_DATA, 1000 * 1024 * 1024), (resource.RLIMIT_NPROC, 300),
                                     (resource.RLIMIT_NOFILE, 500), (resource.RLIMIT_FSIZE, 7 * 1024 * 1024)]
     defaults = config.from_env({})
-    assert (defaults["SANDBOX"], defaults["SANDBOX_USER"], defaults["SANDBOX_NETWORK"]) == ("auto", "nobody", "auto")
-    with pytest.raises(config.ConfigError, match="SANDBOX"):
-        config.from_env({"SANDBOX": "docker"})
+    assert (defaults["SANDBOX"], defaults["SANDBOX_UIDS"], defaults["SANDBOX_NETWORK"]) == (
+        "auto", (900_000_000, 900_000_999), "auto")
+    for bad in ({"SANDBOX": "docker"}, {"SANDBOX_UIDS": "0-100"}, {"SANDBOX_UIDS": "5000"},
+                {"SANDBOX_UIDS": "6000-5000"}, {"SANDBOX_USER": "nobody"}):
+        with pytest.raises(config.ConfigError, match="SANDBOX"):
+            config.from_env(bad)
 
 
 def test_bwrap_works_on_this_machine(tmp_path: Path) -> None:
@@ -409,16 +452,17 @@ def test_the_private_network_works_on_this_machine(tmp_path: Path) -> None:
     box = sandbox.Sandbox.from_config(config.from_env({}))
     assert box.uses_private_network() == (os.geteuid() == 0)
     (tmp_path / "run").mkdir()
-    launch = box.launch(["node"], tmp_path / "run", tmp_path, [])
+    ids = box.probe_ids()
+    launch = box.launch(["node"], tmp_path / "run", tmp_path, [], ids)
     assert launch.private_network == (os.geteuid() == 0)
     if launch.private_network:
         assert f"--ro-bind {tmp_path / 'resolv.conf'} /etc/resolv.conf" in " ".join(launch.argv)
         assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {sandbox.NET_DNS}\n")
     host = sandbox.Sandbox.from_config(config.from_env({"SANDBOX_NETWORK": "host"}))
-    assert not host.launch(["node"], tmp_path / "run", tmp_path, []).private_network
+    assert not host.launch(["node"], tmp_path / "run", tmp_path, [], ids).private_network
     insisting = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none", "SANDBOX_NETWORK": "private"}))
     with pytest.raises(RuntimeError, match="SANDBOX_NETWORK=private needs bubblewrap"):
-        insisting.launch(["node"], tmp_path / "run", tmp_path, [])
+        insisting.launch(["node"], tmp_path / "run", tmp_path, [], ids)
 
 
 def test_the_sandbox_resolv_conf_sends_queries_through_pasta_and_keeps_reachable_nameservers() -> None:
@@ -431,6 +475,6 @@ def test_the_sandbox_resolv_conf_sends_queries_through_pasta_and_keeps_reachable
 def test_without_bwrap_the_command_is_unchanged_and_the_user_changes_in_the_child(tmp_path: Path) -> None:
     box = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none"}))
     (tmp_path / "run").mkdir()
-    launch = box.launch(["node", "cli.js"], tmp_path / "run", tmp_path, [])
+    launch = box.launch(["node", "cli.js"], tmp_path / "run", tmp_path, [], box.probe_ids())
     assert launch.argv == ["node", "cli.js"] and not launch.wrapped
-    assert (tmp_path / "run").stat().st_uid == EXPECTED_UID
+    assert (tmp_path / "run").stat().st_uid == FIRST_UID

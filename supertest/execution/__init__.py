@@ -9,6 +9,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +19,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
-from supertest.execution import redact, results, runner, sandbox, workspace
+from supertest.execution import collect, preflight, redact, results, runner, sandbox, users, workspace
 from supertest.execution.progress import GOOD, Progress, spec_outcome
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
@@ -27,6 +29,9 @@ from supertest.services import runs, variables
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
 T = TypeVar("T")
+
+
+RESULTS = "supertest-results.json"
 
 
 def execute_run(run_id: str) -> None:
@@ -39,10 +44,17 @@ def execute_run(run_id: str) -> None:
     attempt = run.attempt
     # Per attempt: a lost worker's leftovers never share a directory with the attempt after it.
     run_dir = Path(config["RUNS_DIR"]) / f"{run_id}-{attempt}"
+    kept = run_dir.with_name(f"{run_dir.name}.kept")  # the worker's own copy of what the run left
     tmp_dir = Path(tempfile.mkdtemp(prefix="st-"))
     try:
-        with RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
-            _execute(run, run_dir, tmp_dir, config, watch.stop)
+        problem = sandbox_problem()
+        if problem:
+            runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
+            return
+        box = _sandbox(config)
+        with box.users.hold() if box.users else nullcontext(None) as ids, \
+                RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
+            _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop)
     except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
         log.warning("run %s: worker shutting down; handing it back to the queue", run_id)
         runs.hand_back(run_id, "handed back when its worker shut down", attempt)
@@ -50,51 +62,119 @@ def execute_run(run_id: str) -> None:
         log.exception("run %s failed inside Supertest", run_id)
         runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {error}", attempt=attempt)
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        for folder in (run_dir, kept, tmp_dir):
+            shutil.rmtree(folder, ignore_errors=True)  # removes links, never what they point to
 
 
-def _execute(run: Run, run_dir: Path, tmp_dir: Path, config: Any, stop: threading.Event) -> None:
-    specs = [workspace.Spec(spec.filename, spec.script) for spec in run.specs]
-    # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
-    workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
-    settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
-    workspace.prepare(run_dir, specs, config["NODE_MODULES"], settings)
+@dataclass(frozen=True)
+class Workspace:
+    """Where one attempt of a run works: its directory and TMPDIR (the test's, hostile once it
+    has run), the worker's own copy of what it left, and the user it runs as (None: the worker's)."""
+
+    run_dir: Path
+    tmp_dir: Path
+    kept: Path
+    ids: tuple[int, int] | None
+
+
+def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> None:
+    """The stages of a run, in order: prepare, launch, collect, redact, judge, store, record."""
     given, secrets = variables.for_run()
-    redis = events.redis_client()  # the reporter's lines are read on a thread without an app context
-    progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
-                        lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
-    node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("Node.js is not installed on this worker")
-    node_modules = Path(config["NODE_MODULES"])
-    command = runner.playwright_command(node, node_modules / "@playwright" / "test" / "cli.js")
-    # The sandbox sees node's own tree (when it is not under /usr), node_modules and the browsers path.
-    readable = [Path(node).resolve().parent.parent, node_modules, Path(config["PLAYWRIGHT_BROWSERS_PATH"])]
-    launch = _sandbox(config).launch(command, run_dir, tmp_dir, readable)
-    outcome = runner.run_playwright(
-        launch.argv, run_dir, {**given, **runner.child_env(run_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
-        run.timeout_ms / 1000, progress, stop, launch.preexec,
-    )
+    outcome = _launch(run, space, config, given, secrets, stop)
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
-    # Secrets out of everything this run keeps, before any of it is read, stored or uploaded.
-    redact.redact_file(run_dir / "supertest-results.json", secrets)
-    redact.redact_folder(run_dir / "report", secrets)
-    report = results.read_report(run_dir / "supertest-results.json", run_dir)
-    status, message = _verdict(outcome, report, run_dir, run.timeout_ms)
-    message = redact.redact_text(message, secrets) if message else message
-    store = None
-    reports = current_app.extensions["reports"]
-    if (run_dir / "report" / "index.html").is_file():
-        store = reports.save(run.id, run.kind, run_dir / "report")
+    collected = _collect(run, space, config)
+    dropped = _redact(space.kept, secrets, config)
+    report = results.read_report(space.kept / RESULTS, space.run_dir)
+    status, message = _verdict(outcome, report, space.run_dir, run.timeout_ms)
+    notes = [message, collected.summary(), dropped]
+    message = redact.redact_text("\n\n".join(note for note in notes if note), secrets) or None
+    store = _store(run, space.kept / "report")
     cases = tuple(report.tests) if report else ()
+    specs = [spec.filename for spec in run.specs]
     finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
                                               results=cases, spec_statuses=_spec_statuses(specs, report, status),
                                               attempt=run.attempt))
     if finished is None and store and runs.get(run.id) is None:
-        reports.delete(run.id, run.kind, store)  # the run was deleted while it ran: keep nothing of it
+        current_app.extensions["reports"].delete(run.id, run.kind, store)  # deleted while it ran: keep nothing
+
+
+def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
+            stop: threading.Event) -> runner.Outcome:
+    """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
+    specs = [workspace.Spec(spec.filename, spec.script) for spec in run.specs]
+    # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
+    workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
+    settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
+    workspace.prepare(space.run_dir, specs, config["NODE_MODULES"], settings)
+    redis = events.redis_client()  # the reporter's lines are read on a thread without an app context
+    progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
+                        lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
+    node, readable = _node_and_readable(config)
+    command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
+    launch = _sandbox(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
+    try:
+        return runner.run_playwright(
+            launch.argv, space.run_dir,
+            {**given, **runner.child_env(space.run_dir, space.tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
+            run.timeout_ms / 1000, progress, stop, launch.preexec,
+        )
+    finally:
+        if space.ids:  # nothing of the test may run on while the worker reads what it left
+            users.kill_user(space.ids[0])
+
+
+def _collect(run: Run, space: Workspace, config: Any) -> collect.Collected:
+    """Copy the results and the report out of the run's directory, links and oddities left out."""
+    limits = collect.Limits(config["REPORT_MAX_MB"] * collect.MB, config["REPORT_MAX_FILES"])
+    collected = collect.collect(space.run_dir, [RESULTS, "report"], space.kept, limits, space.ids)
+    if collected.left_out:
+        log.warning("run %s: left out of its report: %s", run.id,
+                    "; ".join(f"{path} ({why})" for path, why in collected.left_out[:50]))
+    return collected
+
+
+def _redact(kept: Path, secrets: list[str], config: Any) -> str | None:
+    """Secrets out of everything the run keeps, before any of it is read, stored or uploaded."""
+    redact.redact_file(kept / RESULTS, secrets)
+    redact.redact_folder(kept / "report", secrets)
+    return None
+
+
+def _store(run: Run, report: Path) -> str | None:
+    """Put the report where it is served from; where it went ("s3", "local"), None without one."""
+    if not (report / "index.html").is_file():
+        return None
+    return current_app.extensions["reports"].save(run.id, run.kind, report)
+
+
+def _node_and_readable(config: Any) -> tuple[str, list[Path]]:
+    """Node, and what the sandbox shows read-only: node's own tree (when not under /usr),
+    node_modules and the browsers path."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("Node.js is not installed on this worker")
+    return node, [Path(node).resolve().parent.parent, Path(config["NODE_MODULES"]),
+                  Path(config["PLAYWRIGHT_BROWSERS_PATH"])]
+
+
+def sandbox_problem() -> str | None:
+    """Why runs cannot start in this worker's sandbox (a path its user cannot reach), or None.
+    Found once per worker process (preflight.py), before the first run or at the worker's start."""
+    extensions = current_app.extensions
+    if "sandbox_problem" not in extensions:
+        config = current_app.config
+        node, readable = _node_and_readable(config)
+        chromium = workspace.find_chromium(config["CHROMIUM_PATH"])
+        targets = [(Path(node), "x"), (Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", "r"),
+                   (Path(config["PLAYWRIGHT_BROWSERS_PATH"]), "r"), *([(Path(chromium), "x")] if chromium else [])]
+        env = runner.child_env(Path("/"), Path("/"), config["PLAYWRIGHT_BROWSERS_PATH"])
+        problem = preflight.check(_sandbox(config), node, targets, readable, Path(config["RUNS_DIR"]), env)
+        if problem:
+            log.error("%s", problem)
+        extensions["sandbox_problem"] = problem
+    return extensions["sandbox_problem"]
 
 
 def _sandbox(config: Any) -> sandbox.Sandbox:
@@ -121,22 +201,22 @@ def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 
     return record()
 
 
-def _spec_statuses(specs: list[workspace.Spec], report: results.Report | None, status: str) -> dict[str, str]:
+def _spec_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
     """Each test's outcome from its cases. A test without results did not compile (its file is
     named in an error), was not run because another file did not (Playwright then runs none), or
     shares the run's fate."""
     outcomes = {}
     errors = "\n".join(report.errors) if report else ""
-    for spec in specs:
-        statuses = [case.status for case in report.tests if case.file == spec.filename] if report else []
+    for filename in filenames:
+        statuses = [case.status for case in report.tests if case.file == filename] if report else []
         if statuses:
-            outcomes[spec.filename] = spec_outcome(statuses)
-        elif spec.filename in errors:
-            outcomes[spec.filename] = ERROR
+            outcomes[filename] = spec_outcome(statuses)
+        elif filename in errors:
+            outcomes[filename] = ERROR
         elif errors:
-            outcomes[spec.filename] = SKIPPED
+            outcomes[filename] = SKIPPED
         else:
-            outcomes[spec.filename] = status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR
+            outcomes[filename] = status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR
     return outcomes
 
 

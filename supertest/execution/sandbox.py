@@ -3,13 +3,13 @@ filesystem that holds only what a run needs.
 
 What each deployment gets (the README says the same):
 - bubblewrap usable, worker root: bwrap (as root, so it can mount any path) builds a new mount,
-  PID and IPC namespace; inside, setpriv drops to SANDBOX_USER with no capabilities. Only /usr,
+  PID and IPC namespace; inside, setpriv drops to the run's own uid (users.py) with no capabilities. Only /usr,
   /etc, the node binary's tree, node_modules and the Playwright browsers path are visible (read-only),
   plus the run's directory and its temporary directory (writable). Not the app's source, instance/,
   .env, the other runs, /root, /home or the worker's /proc.
 - bubblewrap usable, worker not root: the same view through an unprivileged user namespace; the
   process keeps the worker's uid outside it (there is no other user to become).
-- no bubblewrap: no private view. As root the test still runs as SANDBOX_USER, so it can read only
+- no bubblewrap: no private view. As root the test still runs as its own uid, so it can read only
   what is world-readable and write only where that user may; not root, it runs as the worker's user.
 - always: the rlimits below, set before exec and inherited by every process the test starts.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from supertest.execution.runner import die_with_worker
+from supertest.execution.users import UserRange
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -76,7 +76,7 @@ class Limits:
     """Per-process rlimits, inherited by everything the test starts."""
 
     memory_mb: int  # RLIMIT_DATA: each process's heap and private writable mappings, not the run's total
-    processes: int  # RLIMIT_NPROC: processes and threads of the sandbox user on this machine, all runs together
+    processes: int  # RLIMIT_NPROC: processes and threads of the run's uid (one run's: see users.py)
     open_files: int  # RLIMIT_NOFILE
     file_mb: int  # RLIMIT_FSIZE: the largest file a process may write
 
@@ -107,7 +107,7 @@ class Launch:
 @dataclass
 class Sandbox:
     mode: str  # "auto", "bwrap" or "none"
-    user: str  # whom to run as when the worker is root
+    users: UserRange | None  # the uids runs take when the worker is root; None: runs keep the worker's
     limits: Limits
     network: str = "auto"  # "auto", "private" or "host"
     _bwrap_works: bool | None = field(default=None, repr=False)
@@ -115,17 +115,15 @@ class Sandbox:
 
     @classmethod
     def from_config(cls, config: Any) -> Sandbox:
-        return cls(config["SANDBOX"], config["SANDBOX_USER"],
+        first, last = config["SANDBOX_UIDS"]
+        return cls(config["SANDBOX"], UserRange(first, last) if os.geteuid() == 0 else None,
                    Limits(config["TEST_MEMORY_MB"], config["TEST_MAX_PROCESSES"],
                           config["TEST_MAX_OPEN_FILES"], config["TEST_MAX_FILE_MB"]),
                    config["SANDBOX_NETWORK"])
 
-    def uid_gid(self) -> tuple[int, int] | None:
-        """The user to become: SANDBOX_USER when the worker is root; None (stay) otherwise."""
-        if os.geteuid() != 0:
-            return None
-        entry = pwd.getpwuid(int(self.user)) if self.user.isdigit() else pwd.getpwnam(self.user)
-        return entry.pw_uid, entry.pw_gid
+    def probe_ids(self) -> tuple[int, int] | None:
+        """Whom the probes run as: a uid of the range (a probe starts nothing that could outlive it)."""
+        return None if self.users is None else (self.users.first, self.users.first)
 
     def uses_bwrap(self) -> bool:
         """SANDBOX=bwrap insists (a run fails without it); auto uses bwrap when it works here."""
@@ -142,11 +140,11 @@ class Sandbox:
 
     def _probe(self) -> bool:
         """Whether bwrap (and setpriv, as root) can start a process here: a container may forbid namespaces."""
-        if shutil.which("bwrap") is None or (self.uid_gid() and shutil.which("setpriv") is None):
+        if shutil.which("bwrap") is None or (self.users and shutil.which("setpriv") is None):
             return False
         with tempfile.TemporaryDirectory(prefix="st-probe-") as scratch:
             # Without the limits: the sandbox user's process count, shared by all runs, is not bwrap's fault.
-            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.uid_gid())
+            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.probe_ids())
             try:
                 return subprocess.run(command, capture_output=True, timeout=10, env={"PATH": "/usr/bin:/bin"},
                                       preexec_fn=die_with_worker).returncode == 0
@@ -159,7 +157,7 @@ class Sandbox:
         the namespace without a user namespace, which would map the test to root outside)."""
         if self.network == "host":
             return False
-        possible = self.uses_bwrap() and self.uid_gid() is not None and pasta_command() is not None
+        possible = self.uses_bwrap() and self.users is not None and pasta_command() is not None
         if self.network == "private":
             if not possible:
                 raise RuntimeError("SANDBOX_NETWORK=private needs bubblewrap, pasta (Debian package passt) "
@@ -178,7 +176,7 @@ class Sandbox:
         pasta = pasta_command()
         assert pasta is not None
         with tempfile.TemporaryDirectory(prefix="st-probe-") as scratch:
-            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.uid_gid())
+            command = bwrap_command(["true"], Path(scratch), Path(scratch), [], self.probe_ids())
 
             def connected() -> None:
                 _private_network(pasta)
@@ -190,10 +188,10 @@ class Sandbox:
             except (OSError, subprocess.SubprocessError):  # SubprocessError: connected() failed
                 return False
 
-    def launch(self, argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path]) -> Launch:
-        """The command line that runs `argv` contained, with run_dir and tmp_dir its own (given to
-        the sandbox user) and `readable` visible read-only."""
-        ids = self.uid_gid()
+    def launch(self, argv: list[str], run_dir: Path, tmp_dir: Path, readable: Iterable[Path],
+               ids: tuple[int, int] | None) -> Launch:
+        """The command line that runs `argv` contained, as `ids` (uid, gid; None: as the worker),
+        with run_dir and tmp_dir its own (given to that user) and `readable` visible read-only."""
         if ids:
             for path in (run_dir, tmp_dir):
                 _chown_tree(path, *ids)

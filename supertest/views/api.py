@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
 from supertest.events import redis_client
+from supertest.execution import preflight
 from supertest.extensions import db
 from supertest.models import STATUSES, Run
 from supertest.services import runs
@@ -108,6 +109,13 @@ def list_runs():
     return jsonify({"items": [run_json(run, with_tests=False) for run in page.items], "nextCursor": page.next_cursor})
 
 
+def _sandbox_announced() -> None:
+    """A worker that cannot run tests in its sandbox (preflight.py) has said so in Redis."""
+    problems = preflight.announced(redis_client(), current_app.config["QUEUE_NAMESPACE"])
+    if problems:
+        raise RuntimeError(problems[0])
+
+
 @bp.get("/health")
 def health():
     """Whether the database, Redis and report storage can be used right now."""
@@ -115,6 +123,7 @@ def health():
         "database": lambda: db.session.execute(text("SELECT 1")),
         "redis": lambda: redis_client().ping(),
         "storage": lambda: current_app.extensions["reports"].check(),
+        "sandbox": _sandbox_announced,
     }
     body: dict[str, str] = {}
     for name, check in checks.items():

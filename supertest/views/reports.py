@@ -5,12 +5,11 @@ on the reports origin; and that signed link, the only thing the reports origin s
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
 
 from supertest.models import Run
 from supertest.services import report_links, runs
-from supertest.storage import LOCAL, S3, BadReportPath, RangeNotSatisfiable, ReportFile, StorageError, \
-    content_type, report_key
+from supertest.storage import BadReportPath, RangeNotSatisfiable, ReportFile, StorageError, report_key
 from supertest.views.api import found_run
 from supertest.views.errors import ApiError
 
@@ -72,25 +71,16 @@ def not_yet(error: NotYet):
 
 def _serve(run: Run, path: str) -> Response:
     key = _check(run, path)
-    store = current_app.extensions["reports"]
-    bucket = store.bucket(run.kind)
-    if run.report_store == S3 and bucket is not None:
-        try:
-            file = bucket.open(key, request.headers.get("Range"))
-        except RangeNotSatisfiable:
-            return Response(status=416, headers={"Content-Range": "bytes */*"})
-        except StorageError as error:
-            raise ApiError(503, "storage_unavailable", f"Report storage is unreachable: {error}",
-                           {"service": "storage"}) from None
-        if file is None:
-            raise ApiError(404, "not_found", f"the report has no file {path!r}")
-        return _stream(file)
-    local = store.local.path(key)
-    if run.report_store != LOCAL or not local.is_file():
+    try:
+        file = current_app.extensions["reports"].open(run.report_store, run.kind, key, request.headers.get("Range"))
+    except RangeNotSatisfiable:
+        return Response(status=416, headers={"Content-Range": "bytes */*"})
+    except StorageError as error:
+        raise ApiError(503, "storage_unavailable", f"Report storage is unreachable: {error}",
+                       {"service": "storage"}) from None
+    if file is None:
         raise ApiError(404, "not_found", f"the report has no file {path!r}")
-    response = send_file(local, mimetype=content_type(key), conditional=True, etag=True)
-    response.headers.update(HEADERS)
-    return response
+    return _stream(file)
 
 
 def _stream(file: ReportFile) -> Response:

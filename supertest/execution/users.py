@@ -1,0 +1,89 @@
+"""A user of its own for every run at once, so that runs share no per-user limit and no files.
+
+A root worker runs each test as a uid from SANDBOX_UIDS, one no account on the machine uses. The
+number of processes (RLIMIT_NPROC) is counted per user by the kernel, and so are file permissions:
+with one user for all runs, one run's fork bomb would starve every other run of processes. A run
+holds its uid through a lock file (flock), so worker processes on one machine never share one,
+and a worker that dies lets go of its uids with its locks. What a uid's last run left running is
+killed before the uid is handed out again and when the run ends.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from supertest.execution.runner import pids
+
+# Machine-wide, so that every worker process (of every Supertest on the machine) sees the same locks.
+LOCK_DIR = Path("/run/supertest-sandbox-uids")
+
+
+class NoFreeUser(RuntimeError):
+    """Every uid of the range is held by a run on this machine."""
+
+
+class UserRange:
+    """The uids first..last; each run holds one while it runs."""
+
+    def __init__(self, first: int, last: int, lock_dir: Path | None = None) -> None:
+        self.first, self.last = first, last
+        self.lock_dir = lock_dir or (LOCK_DIR if os.access(LOCK_DIR.parent, os.W_OK)
+                                     else Path(tempfile.gettempdir()) / LOCK_DIR.name)
+
+    @contextmanager
+    def hold(self) -> Iterator[tuple[int, int]]:
+        """A free (uid, gid) for one run; when the run is over, its processes are killed and it is free."""
+        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
+        uids = list(range(self.first, self.last + 1))
+        start = random.randrange(len(uids))  # workers starting together try different uids first
+        for uid in uids[start:] + uids[:start]:
+            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                kill_user(uid)  # left by a run whose worker died before it could clean up
+                yield uid, uid
+            finally:
+                kill_user(uid)
+                os.close(fd)  # lets go of the lock
+            return
+        raise NoFreeUser(f"all {len(uids)} sandbox users (SANDBOX_UIDS) are busy on this machine")
+
+
+def kill_user(uid: int, passes: int = 5) -> int:
+    """SIGKILL every process running as `uid`; several passes, since one may fork while we look."""
+    killed = 0
+    for _ in range(passes):
+        found = [pid for pid in pids() if uid in _uids(pid)]
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if not found:
+            break
+    return killed
+
+
+def _uids(pid: int) -> tuple[int, ...]:
+    """The real, effective, saved and filesystem uids of a live process; () when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"State:") and line.split()[1] == b"Z":
+                    return ()
+                if line.startswith(b"Uid:"):
+                    return tuple(int(value) for value in line.split()[1:])
+    except (OSError, ValueError, IndexError):
+        pass
+    return ()

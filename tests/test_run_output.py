@@ -1,0 +1,143 @@
+"""Everything a run leaves behind is hostile input to the worker: links to files only root may read,
+FIFOs and hard links planted in the report are left out of it, named in the run's message, and
+never stored or served, from S3 or from the local disk. The real way: request, queue, sandboxed
+`playwright test`, worker, storage, report proxy."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from supertest import config
+from supertest.storage import LocalReports
+from tests.conftest import ProcfileProcess, make_app, start_worker
+from tests.helpers import start_run, wait_for_run
+from tests.s3server import S3Server
+
+# Top-level code of a spec runs in Playwright's runner process too (it loads the file to list its
+# tests); there, an exit handler runs once the HTML report is written, just before the process ends,
+# and plants what a background process could plant at that moment.
+PLANTS = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+const { execFileSync } = require('child_process');
+
+if (!process.env.TEST_WORKER_INDEX) process.on('exit', () => {
+  fs.symlinkSync('/etc/shadow', 'report/shadow.txt');
+  fs.symlinkSync('__SECRET__', 'report/secret.txt');
+  fs.symlinkSync('/etc', 'report/etc');
+  fs.mkdirSync('report/data', { recursive: true });
+  fs.symlinkSync('__SECRET__', 'report/data/secret.png');
+  execFileSync('mkfifo', ['report/pipe']);
+  fs.writeFileSync('mine.txt', 'a file of my own');
+  fs.linkSync('mine.txt', 'report/hard.txt');
+});
+
+test('leaves a report behind', async ({ page }) => {
+  await page.setContent('<h1>planted</h1>');
+  await expect(page.getByRole('heading')).toHaveText('planted');
+});
+"""
+PLANTED = ["shadow.txt", "secret.txt", "etc/passwd", "data/secret.png", "pipe", "hard.txt"]
+
+
+@pytest.fixture(scope="module")
+def root_only_secret() -> Iterator[Path]:
+    """A file in the app's instance folder that only root may read, as instance/secret-key is."""
+    config.INSTANCE_DIR.mkdir(exist_ok=True)
+    path = config.INSTANCE_DIR / f"root-only-{uuid.uuid4().hex[:8]}.txt"
+    path.write_text("root-only-secret-" + uuid.uuid4().hex)
+    path.chmod(0o600)
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+@pytest.fixture(scope="module")
+def local_settings(settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A worker without object storage: reports stay on its local disk."""
+    return {**settings, "S3_ENDPOINT": "", "REPORTS_DIR": str(tmp_path_factory.mktemp("local-reports")),
+            "QUEUE_NAMESPACE": settings["QUEUE_NAMESPACE"] + "-local"}
+
+
+@pytest.fixture(scope="module")
+def local_worker(app: Flask, local_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[ProcfileProcess]:
+    process = start_worker(local_settings, tmp_path_factory.mktemp("local") / "worker.log")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def planted(app: Flask, worker: ProcfileProcess, local_settings: dict[str, str], local_worker: ProcfileProcess,
+            root_only_secret: Path) -> dict[str, Any]:
+    """The planting script run once on S3 and once on local disk, side by side."""
+    script = PLANTS.replace("__SECRET__", str(root_only_secret))
+    clients = {"s3": app.test_client(), "local": make_app(local_settings).test_client()}
+    started = {where: start_run(client, script, f"plants links ({where})")["runId"] for where, client in clients.items()}
+    return {where: (clients[where], wait_for_run(clients[where], run_id)) for where, run_id in started.items()}
+
+
+@pytest.mark.parametrize("where", ["s3", "local"])
+def test_links_fifos_and_hard_links_in_a_report_are_left_out_and_never_served(
+        planted: dict[str, Any], where: str, root_only_secret: Path, worker: ProcfileProcess,
+        local_worker: ProcfileProcess) -> None:
+    client, run = planted[where]
+    assert run["status"] == "passed", run
+    message = run["errorMessage"] or ""
+    for name, why in [("shadow.txt", "a symbolic link"), ("etc", "a symbolic link"), ("pipe", "a FIFO"),
+                      ("data/secret.png", "a symbolic link"), ("hard.txt", "a file with more than one hard link")]:
+        assert f"report/{name} ({why}" in message, message
+    index = client.get(f"/api/test-results/{run['id']}/report/index.html")
+    assert index.status_code == 200 and b"<html" in index.data.lower()
+    secret = root_only_secret.read_bytes()
+    for name in PLANTED:
+        response = client.get(f"/api/test-results/{run['id']}/report/{name}")
+        assert response.status_code == 404, (name, response.status_code)
+        assert secret not in response.data and b"root:" not in response.data
+    log = (worker if where == "s3" else local_worker).log()
+    assert f"run {run['id']}: left out of its report: " in log and "report/shadow.txt (a symbolic link)" in log
+
+
+def test_nothing_planted_reaches_object_storage(planted: dict[str, Any], settings: dict[str, str],
+                                               s3: S3Server, root_only_secret: Path) -> None:
+    _client, run = planted["s3"]
+    bucket = settings["S3_TEST_BUCKET_NAME"]
+    keys = s3.keys(bucket, f"{run['id']}/")
+    assert f"{run['id']}/report/index.html" in keys
+    assert not [key for key in keys if key.removeprefix(f"{run['id']}/report/") in PLANTED + ["etc"]], keys
+    objects = s3.client()
+    secret = root_only_secret.read_bytes()
+    assert not [key for key in keys if secret in objects.get_object(Bucket=bucket, Key=key)["Body"].read()]
+
+
+def test_a_report_already_on_disk_serves_regular_files_only(tmp_path: Path, root_only_secret: Path) -> None:
+    """Reports kept before links were left out may hold some: the local store opens no link at any step."""
+    report = tmp_path / "run-1" / "report"
+    (report / "data").mkdir(parents=True)
+    (report / "index.html").write_text("<html>the report</html>")
+    (report / "shadow.txt").symlink_to("/etc/shadow")
+    (report / "secret.txt").symlink_to(root_only_secret)
+    (report / "etc").symlink_to("/etc")
+    (report / "linked").symlink_to(report / "data")
+    (report / "data" / "trace.zip").write_bytes(b"PK")
+    os.mkfifo(report / "pipe")
+    (report / "copy.html").write_text("a file with two names")
+    os.link(report / "copy.html", report / "hard.html")
+    store = LocalReports(tmp_path)
+    served = store.open("run-1/report/index.html", None)
+    assert served is not None and b"".join(served.body) == b"<html>the report</html>"
+    part = store.open("run-1/report/index.html", "bytes=6-8")
+    assert part is not None and (part.start, part.length, b"".join(part.body)) == (6, 3, b"the")
+    for name in ["shadow.txt", "secret.txt", "etc/passwd", "linked/trace.zip", "pipe", "hard.html", "copy.html",
+                 "data", "missing.txt"]:
+        assert store.open(f"run-1/report/{name}", None) is None, name
+    (tmp_path / "run-2").symlink_to(tmp_path / "run-1")  # a linked run folder, too
+    assert store.open("run-2/report/data/trace.zip", None) is None
