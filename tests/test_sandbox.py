@@ -26,7 +26,8 @@ from supertest import config
 from supertest.execution import sandbox
 from tests.conftest import ProcfileProcess, make_app, start_worker
 from supertest.execution import runner
-from tests.helpers import ENV_PROBE, passing_script, run_processes, start_run, wait_for_run, wait_until
+from tests.helpers import ENV_PROBE, passing_script, run_processes, save_job, save_test, start_job, start_run, \
+    wait_for_run, wait_until
 
 # Root workers hand each run a uid of its own from SANDBOX_UIDS; any other worker keeps its own user.
 FIRST_UID, LAST_UID = config.from_env({})["SANDBOX_UIDS"] if os.geteuid() == 0 else (os.geteuid(), os.geteuid())
@@ -478,3 +479,41 @@ def test_without_bwrap_the_command_is_unchanged_and_the_user_changes_in_the_chil
     launch = box.launch(["node", "cli.js"], tmp_path / "run", tmp_path, [], box.probe_ids())
     assert launch.argv == ["node", "cli.js"] and not launch.wrapped
     assert (tmp_path / "run").stat().st_uid == FIRST_UID
+
+
+# Forks until the process limit refuses it, and holds what it got while another run starts.
+FORKS = """import { test, expect } from '@playwright/test';
+const { spawn } = require('child_process');
+
+test('forks until it may not', async () => {
+  test.setTimeout(90_000);
+  const children = [];
+  let refused = 0;
+  for (let i = 0; i < 2000 && !refused; i++) {
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    child.on('error', () => refused++);
+    children.push(child);
+    if (i % 20 === 0) await new Promise(resolve => setTimeout(resolve, 5));  // errors arrive as events
+  }
+  await new Promise(resolve => setTimeout(resolve, 15_000));
+  expect(refused).toBeGreaterThan(0);
+});
+"""
+
+
+def test_one_runs_fork_bomb_leaves_another_run_untouched(
+        app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each run is a user of its own, and the process limit is counted per user: a run that forks
+    up to its limit (a job) does not starve a run beside it (a playground run, on the other queue)."""
+    own = {**settings, "TEST_MAX_PROCESSES": "400", "QUEUE_NAMESPACE": f"supertest-forks-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp("forks") / "worker.log")
+    try:
+        client = make_app(own).test_client()
+        bomb = start_job(client, save_job(client, "forks", [save_test(client, "forks", FORKS)]))["runId"]
+        wait_until(lambda: len(run_processes(bomb)) > 300, 90, "the fork bomb reached hundreds of processes")
+        beside = wait_for_run(client, start_run(client, passing_script("runs beside a fork bomb"))["runId"])
+        assert beside["status"] == "passed", beside["tests"][0]["error"] if beside["tests"] else beside
+        bombed = wait_for_run(client, bomb)
+        assert bombed["status"] == "passed", bombed["tests"][0]["error"] if bombed["tests"] else bombed
+    finally:
+        process.stop()
