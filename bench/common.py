@@ -25,7 +25,7 @@ import requests.auth
 
 from supertest import config
 from supertest.execution import results, runner, workspace
-from supertest.models import PASSED, TERMINAL
+from supertest.outcomes import PASSED, TERMINAL
 from supertest.stack import Stack, free_port
 
 RUN_TIMEOUT = 120.0

@@ -46,7 +46,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/faults.py` from anywhere
 from bench.common import BenchError, parse_args, stacks_in_scratch  # noqa: E402
-from supertest.models import CANCELLED, PASSED, RUNNING, TERMINAL  # noqa: E402
+from supertest.outcomes import CANCELLED, PASSED, RUNNING, TERMINAL  # noqa: E402
 from supertest.stack import Stack, procfile, spawn, wait_for  # noqa: E402
 
 KEEPS_BROWSER = """import {{ test }} from '@playwright/test';

@@ -9,12 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supertest.extensions import db
 
-PENDING, RUNNING = "pending", "running"
-PASSED, FAILED, ERROR, TIMEOUT, CANCELLED = "passed", "failed", "error", "timeout", "cancelled"
-TERMINAL = frozenset({PASSED, FAILED, ERROR, TIMEOUT, CANCELLED})
-STATUSES = (PENDING, RUNNING, PASSED, FAILED, ERROR, TIMEOUT, CANCELLED)
-FLAKY, SKIPPED = "flaky", "skipped"
-TRIGGERS = ("playground", "ui", "api")
+from supertest.outcomes import PENDING, TERMINAL
 
 
 def new_id() -> str:
@@ -145,7 +140,7 @@ class RunTest(db.Model):
     title: Mapped[str] = mapped_column(String(200))
     filename: Mapped[str] = mapped_column(String(100))
     script: Mapped[str] = mapped_column(Text)
-    # This test's outcome in the run: pending until the run ends, then one of SPEC_STATUSES.
+    # This test's outcome in the run: pending until the run ends, then outcomes.test_fate's.
     status: Mapped[str] = mapped_column(String(12), default=PENDING)
 
     run: Mapped[Run] = relationship(back_populates="specs")

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect
 
 from supertest.execution import runner
-from supertest.models import TERMINAL
+from supertest.outcomes import TERMINAL
 
 RUN_TIMEOUT = 90_000  # ms, in the browser: a run starts Node, Playwright and Chromium, then uploads its report
 # Set to a folder to keep a screenshot of each page the browser tests visit, for looking at the UI.

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from supertest import models
 from supertest.extensions import db
-from supertest.models import PASSED
+from supertest.outcomes import PASSED
 from supertest.services import runs
 from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
 from tests.s3server import S3Server

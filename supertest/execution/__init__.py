@@ -20,10 +20,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
 from supertest.execution import collect, preflight, redact, results, runner, sandbox, users, workspace
-from supertest.execution.progress import GOOD, Progress, spec_outcome
+from supertest.execution.progress import Progress
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
-from supertest.models import CANCELLED, ERROR, FAILED, PASSED, SKIPPED, TIMEOUT, Run
+from supertest.models import Run
+from supertest.outcomes import ERROR, FAILED, PASSED, TIMEOUT, run_passed, test_fate
 from supertest.services import runs, variables
 
 log = logging.getLogger(__name__)
@@ -202,22 +203,11 @@ def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 
 
 
 def _spec_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
-    """Each test's outcome from its cases. A test without results did not compile (its file is
-    named in an error), was not run because another file did not (Playwright then runs none), or
-    shares the run's fate."""
-    outcomes = {}
+    """Each test's outcome in the run, from its cases (outcomes.test_fate)."""
     errors = "\n".join(report.errors) if report else ""
-    for filename in filenames:
-        statuses = [case.status for case in report.tests if case.file == filename] if report else []
-        if statuses:
-            outcomes[filename] = spec_outcome(statuses)
-        elif filename in errors:
-            outcomes[filename] = ERROR
-        elif errors:
-            outcomes[filename] = SKIPPED
-        else:
-            outcomes[filename] = status if status in (ERROR, TIMEOUT, CANCELLED) else ERROR
-    return outcomes
+    return {filename: test_fate([case.status for case in report.tests if case.file == filename] if report else [],
+                                filename in errors, bool(errors), status)
+            for filename in filenames}
 
 
 def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Path,
@@ -234,6 +224,6 @@ def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Pa
         return ERROR, "No tests found: the script must call test(...) at least once."
     if all(test.error and BROWSER_FAILURE in test.error for test in report.tests):
         return ERROR, "The browser would not start on the worker.\n\n" + (report.tests[0].error or "")
-    if not report.errors and all(test.status in GOOD for test in report.tests):
+    if not report.errors and run_passed(test.status for test in report.tests):
         return PASSED, None
     return FAILED, "\n\n".join(report.errors) or None

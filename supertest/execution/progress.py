@@ -4,10 +4,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from supertest.models import FAILED, FLAKY, PASSED, SKIPPED
+from supertest.outcomes import RETRYING, live_case_status, test_outcome
 
 Publish = Callable[[str, dict[str, Any]], None]
-GOOD = frozenset({PASSED, FLAKY, SKIPPED})  # a test case that passed on a retry still passed
 
 
 class Progress:
@@ -36,13 +35,8 @@ class Progress:
     def _test(self, event: dict[str, Any]) -> dict[str, Any]:
         file = str(event.get("file", ""))
         position, test_id = self.specs.get(file, (None, None))
-        if event.get("willRetry"):
-            status = "retrying"
-        elif event.get("outcome") == FLAKY:
-            status = FLAKY
-        else:
-            status = str(event.get("status"))
-        if status != "retrying":
+        status = live_case_status(bool(event.get("willRetry")), event.get("outcome"), event.get("status"))
+        if status != RETRYING:
             self.done += 1
             self.finished.setdefault(file, {})[str(event.get("id"))] = status
         return {
@@ -57,15 +51,4 @@ class Progress:
         finished = self.finished.get(file, {})
         if len(finished) < self.per_file.get(file, 0):
             return "running"
-        return spec_outcome(list(finished.values()))
-
-
-def spec_outcome(statuses: list[str]) -> str:
-    """One test's outcome from the statuses of its cases."""
-    if any(status not in GOOD for status in statuses):
-        return FAILED
-    if FLAKY in statuses:
-        return FLAKY
-    if statuses and all(status == SKIPPED for status in statuses):
-        return SKIPPED
-    return PASSED
+        return test_outcome(finished.values())

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supertest.outcomes import PASSED, case_status
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_ERROR_CHARS = 8000
 
@@ -15,7 +17,7 @@ MAX_ERROR_CHARS = 8000
 class CaseResult:
     title: str
     file: str
-    status: str  # passed, failed, flaky, skipped, timedOut, interrupted
+    status: str  # outcomes.CaseStatus
     duration_ms: int
     retries: int
     error: str | None
@@ -45,13 +47,7 @@ def read_report(path: Path, run_dir: Path) -> Report | None:
 
 def _case(test: dict[str, Any], run_dir: Path) -> CaseResult:
     results = test.get("results") or [{}]
-    last = results[-1]
-    if test.get("outcome") == "flaky":
-        status = "flaky"
-    elif test.get("outcome") == "skipped" and last.get("status") != "interrupted":  # Playwright counts a
-        status = "skipped"                                      # test stopped at a time limit as skipped
-    else:
-        status = last.get("status", "skipped")
+    status = case_status(test.get("outcome"), results[-1].get("status"))
     errors = [_error_text(e, run_dir) for r in results for e in r.get("errors", [])]
     return CaseResult(
         title=test.get("title", ""),
@@ -59,7 +55,7 @@ def _case(test: dict[str, Any], run_dir: Path) -> CaseResult:
         status=status,
         duration_ms=int(sum(r.get("duration", 0) for r in results)),
         retries=max(0, len(results) - 1),
-        error=("\n\n".join(errors) or None) if status != "passed" else None,
+        error=("\n\n".join(errors) or None) if status != PASSED else None,
     )
 
 

@@ -8,7 +8,8 @@ from types import TracebackType
 
 from sqlalchemy import Engine, select, update
 
-from supertest.models import RUNNING, Run, utcnow
+from supertest.models import Run, utcnow
+from supertest.outcomes import RUNNING
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5  # how soon a cancel is noticed

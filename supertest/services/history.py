@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from supertest.extensions import db
-from supertest.models import ERROR, FAILED, FLAKY, PASSED, PENDING, RUNNING, TIMEOUT, Run, RunTest, utcnow
+from supertest.models import Run, RunTest, utcnow
+from supertest.outcomes import ERROR, FAILED, FLAKY, PASSED, PENDING, RUNNING, TIMEOUT
 
 STRIP_LENGTH = 30
 STATS_RUNS = 20

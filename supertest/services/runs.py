@@ -14,8 +14,8 @@ from sqlalchemy import Select, and_, func, or_, select, update
 
 from supertest import events
 from supertest.extensions import db
-from supertest.models import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, Run, RunTest, Test, TestResult, new_id, \
-    utcnow
+from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
+from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, summary
 from supertest.services.serialize import run_json
 
 if TYPE_CHECKING:  # execution depends on this module, not the other way round
@@ -141,10 +141,8 @@ def finish(run_id: str, status: str, error_message: str | None = None, report_st
     to its outcome in this run (a test not named there takes the run's status).
     """
     assert status in TERMINAL
-    counts = {name: sum(1 for r in results if r.status == name) for name in ("passed", "flaky", "skipped")}
     values = {"status": status, "error_message": error_message, "report_store": report_store,
-              "finished_at": utcnow(), "total": len(results), "failed": len(results) - sum(counts.values()),
-              **counts}
+              "finished_at": utcnow(), **summary(r.status for r in results)}
 
     def record() -> None:
         specs = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()

@@ -11,7 +11,8 @@ from sqlalchemy import text
 from supertest.events import redis_client
 from supertest.execution import preflight
 from supertest.extensions import db
-from supertest.models import STATUSES, Run
+from supertest.models import Run
+from supertest.outcomes import STATUSES
 from supertest.services import runs
 from supertest.services.serialize import run_json, run_links
 from supertest.services.validation import is_id, script_and_title

@@ -9,7 +9,8 @@ from flask import Blueprint, Response, current_app, stream_with_context
 
 from supertest import events
 from supertest.extensions import db
-from supertest.models import TERMINAL, Run
+from supertest.models import Run
+from supertest.outcomes import TERMINAL
 from supertest.services import runs
 from supertest.services.serialize import run_json
 from supertest.views.api import found_run

@@ -8,7 +8,8 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from htmx_flask import request as htmx_request  # Flask's request; its HX-* headers are in `.htmx`
 
 from supertest.events import format_sse
-from supertest.models import TERMINAL, Run
+from supertest.models import Run
+from supertest.outcomes import TERMINAL
 from supertest.services import history, jobs, runs, tests
 from supertest.services.serialize import cases_by_spec, run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
