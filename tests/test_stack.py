@@ -85,7 +85,9 @@ def stack(app: Flask, settings: dict[str, str], tmp_path: Path) -> Iterator[Runn
     running = RunningStack(process, f"http://127.0.0.1:{port}", log_path, api)
     try:
         try:
-            wait_for(lambda: READY in running.log() and answers_health(running.url), "the stack", 90, process)
+            # The stack's own line last: a signal before it would find it still starting.
+            wait_for(lambda: READY in running.log() and "Supertest is running" in running.log(), "the stack", 90,
+                     process)
         except RuntimeError as error:
             raise RuntimeError(f"{error}:\n{running.log()[-3000:]}") from None
         yield running
