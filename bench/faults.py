@@ -47,7 +47,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/faults.py` from anywhere
 from bench.common import BenchError, parse_args, stacks_in_scratch  # noqa: E402
 from supertest.outcomes import CANCELLED, PASSED, RUNNING, TERMINAL  # noqa: E402
-from supertest.stack import Stack, procfile, spawn, wait_for  # noqa: E402
+from supertest.stack import Service, Stack, procfile, spawn, wait_for  # noqa: E402
 
 KEEPS_BROWSER = """import {{ test }} from '@playwright/test';
 
@@ -247,7 +247,7 @@ def add_worker(stack: Stack, log: Path, ready: int) -> subprocess.Popen:
     with the stack; returned once it is ready, that is once the log holds `ready` + 1 ready lines."""
     with log.open("ab") as sink:
         process = spawn(procfile()["worker"], stack.env, stdout=sink, stderr=subprocess.STDOUT)
-    stack.processes.append(("worker", process))
+    stack.services.append(Service("worker", procfile()["worker"], process))
     wait_for(lambda: ready_workers(log) > ready, "the second worker", 60, process)
     return process
 
@@ -346,7 +346,7 @@ def main() -> None:
         client = Client(session, stack)
         runs_dir = bench.settings["RUNS_DIR"]
         database = Path(stack.env["DATABASE_URL"].removeprefix("sqlite:///"))
-        masters = [process for name, process in stack.processes if name == "worker"]
+        masters = [service.process for service in stack.services if service.name == "worker"]
         print(f"two worker commands ready (masters {', '.join(str(p.pid) for p in masters)})", flush=True)
         lines = [kill_worker(client, runs_dir, database, masters)]
         survivor = next((process for process in masters if process.poll() is None), None)

@@ -1,5 +1,6 @@
 """Start the whole app on one machine: a private Redis if none is configured, migrations, and the
-Procfile's web and worker processes. `make run` and the benchmarks use it; Ctrl-C stops it all.
+Procfile's web and worker processes. `make run` and the benchmarks use it. A process that exits is
+started again after a short pause; only Ctrl-C, SIGTERM or SIGHUP stop it all.
 
     python -m supertest.stack            # honours HOST and PORT (default 127.0.0.1:5000)
 """
@@ -15,12 +16,17 @@ import shlex
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supertest.config import INSTANCE_DIR, PROJECT_ROOT
 
 PROCFILE = PROJECT_ROOT / "Procfile"
+# A process that exits is started again after FIRST_DELAY seconds, doubled each time it exits again
+# soon after, up to MAX_DELAY, so that a crash loop (say, the database is down) costs little; once
+# it has stayed up for STAYED_UP seconds, the next exit counts as the first again.
+FIRST_DELAY, MAX_DELAY, STAYED_UP = 1.0, 30.0, 60.0
 
 
 def procfile(path: Path = PROCFILE) -> dict[str, str]:
@@ -110,6 +116,37 @@ def stop_process_group(process: subprocess.Popen, timeout: float) -> None:
     wait_gone(process, timeout)
 
 
+def exit_status(returncode: int) -> str:
+    """How a process ended, as a log line says it: `code 1`, `signal SIGKILL`."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
+
+
+@dataclass
+class Service:
+    """One of the stack's processes, with what it takes to start it again."""
+
+    name: str
+    command: str
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    delay: float = 0.0  # the pause before its last restart
+    restart_at: float | None = None  # set while it is down, waiting to be started again
+
+    def plan_restart(self) -> float:
+        """After the process exited: when to start it again; returns the pause in seconds."""
+        now = time.monotonic()
+        if now - self.started >= STAYED_UP:
+            self.delay = 0.0
+        self.delay = min(max(self.delay * 2, FIRST_DELAY), MAX_DELAY)
+        self.restart_at = now + self.delay
+        return self.delay
+
+
 class Stack:
     """The processes of one Supertest instance, started in order and stopped in reverse."""
 
@@ -123,7 +160,7 @@ class Stack:
             reports_port = reports_port or free_port()
             shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
             self.env.update(REPORTS_PORT=str(reports_port), REPORTS_ORIGIN=f"http://{shown}:{reports_port}")
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.services: list[Service] = []
 
     @property
     def url(self) -> str:
@@ -157,23 +194,59 @@ class Stack:
                              f"--appendfsync everysec --dir {shlex.quote(str(data))}")
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
-                 "redis-server", 10, self.processes[-1][1])
+                 "redis-server", 10, self.services[-1].process)
 
     def _spawn(self, name: str, command: str) -> subprocess.Popen:
         process = spawn(command, self.env)
-        self.processes.append((name, process))
+        self.services.append(Service(name, command, process))
         return process
+
+    def supervise(self, poll: float = 0.5) -> None:
+        """Start each process that exits again, after a pause, until interrupted (KeyboardInterrupt).
+
+        The Dramatiq master exits when one of its worker processes dies (the OOM killer's SIGKILL):
+        a new master takes up the queue again, and the run the dead one held comes back through
+        the reaper after WORKER_LOST_SECONDS. Redis is restarted too rather than stopping it all:
+        the same command reuses its port, which web and worker have in REDIS_URL, and its data
+        directory, so they reconnect to the same queue.
+        """
+        while True:
+            for service in self.services:
+                if service.restart_at is None and service.process.poll() is not None:
+                    self._exited(service)
+                elif service.restart_at is not None and time.monotonic() >= service.restart_at:
+                    self._restart(service)
+            time.sleep(poll)
+
+    def _exited(self, service: Service) -> None:
+        # What the leader leaves behind in its group (gunicorn's workers holding the port, say)
+        # must be gone before a new one starts.
+        try:
+            os.killpg(service.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        wait_gone(service.process, timeout=10)
+        delay = service.plan_restart()
+        print(f"stack: {service.name} (pid {service.process.pid}) exited with "
+              f"{exit_status(service.process.returncode)}; restarting it in {delay:.0f} s",
+              file=sys.stderr, flush=True)
+
+    def _restart(self, service: Service) -> None:
+        service.process = spawn(service.command, self.env)
+        service.started, service.restart_at = time.monotonic(), None
+        print(f"stack: {service.name} restarted (pid {service.process.pid})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         """Web and worker first, then Redis, so the worker can still acknowledge its last message."""
-        services = [process for name, process in self.processes if name != "redis"]
-        for process in services:
+        first = [service.process for service in self.services if service.name != "redis"]
+        for process in first:
             terminate(process)
-        for process in services:
+        for process in first:
             wait_gone(process, timeout=35)
-        for process in (process for name, process in self.processes if name == "redis"):
-            stop_process_group(process, timeout=10)
-        self.processes.clear()
+        for service in self.services:
+            if service.name == "redis":
+                stop_process_group(service.process, timeout=10)
+        self.services.clear()
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -197,10 +270,7 @@ def main() -> None:
         print(f"\n  Supertest is running at {stack.url}  (Ctrl-C to stop)"
               f"\n  reports are served from {stack.env['REPORTS_ORIGIN']}\n", flush=True)
         try:
-            while all(process.poll() is None for _name, process in stack.processes):
-                time.sleep(0.5)
-            dead = [name for name, process in stack.processes if process.poll() is not None]
-            print(f"stopping: {', '.join(dead)} exited", file=sys.stderr)
+            stack.supervise()
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
 
