@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
-from flask import Flask, current_app
+from flask import Flask
+
+from supertest.connections import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +22,6 @@ Event = tuple[str, dict[str, Any]]
 
 def channel(run_id: str) -> str:
     return CHANNEL_PREFIX + run_id
-
-
-def redis_client() -> redis.Redis:
-    """The app's Redis connection pool, made once per app."""
-    client = current_app.extensions.get("redis")
-    if client is None:
-        client = current_app.extensions["redis"] = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_connect_timeout=3, socket_timeout=10, health_check_interval=30
-        )
-    return client
 
 
 def publish(run_id: str, event: str, data: dict[str, Any], client: redis.Redis | None = None) -> None:

@@ -7,6 +7,7 @@ runs one or more *tests* (a test's script, one spec file each); each test holds 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -42,6 +43,18 @@ class Trigger(StrEnum):
     PLAYGROUND = "playground"
     UI = "ui"  # a Run button
     API = "api"
+
+
+@dataclass
+class CaseResult:
+    """One case's result in a run, as the runner read it and the database keeps it."""
+
+    title: str
+    file: str
+    status: str  # a CaseStatus
+    duration_ms: int
+    retries: int
+    error: str | None
 
 
 PENDING, RUNNING = Status.PENDING, Status.RUNNING

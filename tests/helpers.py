@@ -14,7 +14,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from playwright.sync_api import Page, expect
 
-from supertest.execution import runner
+from supertest.execution import processes
 from supertest.outcomes import TERMINAL
 
 RUN_TIMEOUT = 90_000  # ms, in the browser: a run starts Node, Playwright and Chromium, then uploads its report
@@ -80,11 +80,11 @@ def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
     """Every live process of the run (or of one attempt of it): those with HOME=<its run dir>, and
     every other process in their sessions (Chromium overwrites its environment with its titles)."""
     home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
-    marked = {pid for pid in runner.pids()
-              if any(var.startswith(b"HOME=") and home in var for var in runner.environ_of(pid))}
-    sessions = {runner.session_of(pid) for pid in marked} - {None}
-    return sorted(pid for pid in runner.pids() if runner.session_of(pid) is not None
-                  and (pid in marked or runner.session_of(pid) in sessions))
+    marked = {pid for pid in processes.pids()
+              if any(var.startswith(b"HOME=") and home in var for var in processes.environ_of(pid))}
+    sessions = {processes.session_of(pid) for pid in marked} - {None}
+    return sorted(pid for pid in processes.pids() if processes.session_of(pid) is not None
+                  and (pid in marked or processes.session_of(pid) in sessions))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:

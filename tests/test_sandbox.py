@@ -25,7 +25,7 @@ from flask import Flask
 from supertest import config
 from supertest.execution import sandbox
 from tests.conftest import ProcfileProcess, make_app, start_worker
-from supertest.execution import runner
+from supertest.execution import processes
 from tests.helpers import ENV_PROBE, passing_script, run_processes, save_job, save_test, start_job, start_run, \
     wait_for_run, wait_until
 
@@ -256,7 +256,7 @@ def reachable(host: str, port: int) -> bool:
 def live_pastas() -> list[int]:
     """pasta's processes on this machine (it runs as passt or passt.avx2), zombies left out."""
     found = []
-    for pid in runner.pids():
+    for pid in processes.pids():
         try:
             with open(f"/proc/{pid}/stat", "rb") as stat:
                 head, tail = stat.read().rsplit(b")", 1)

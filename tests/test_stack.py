@@ -23,7 +23,7 @@ import requests
 from flask import Flask
 
 from supertest.config import PROJECT_ROOT
-from supertest.execution import runner
+from supertest.execution import processes
 from supertest.models import TERMINAL
 from supertest.stack import answers_health, free_port, process_env, wait_for
 from tests.conftest import token_of_tester
@@ -65,7 +65,7 @@ class RunningStack:
 
 def left_in(sessions: set[int]) -> list[int]:
     """Live processes in any of these sessions."""
-    return [pid for pid in runner.pids() if runner.session_of(pid) in sessions]
+    return [pid for pid in processes.pids() if processes.session_of(pid) in sessions]
 
 
 @pytest.fixture()

@@ -19,7 +19,8 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from supertest import events
-from supertest.execution import collect, preflight, redact, results, runner, sandbox, users, workspace
+from supertest.connections import redis_client
+from supertest.execution import collect, preflight, processes, redact, results, runner, sandbox, workspace
 from supertest.execution.progress import Progress
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
@@ -109,7 +110,7 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
     workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
     workspace.prepare(space.run_dir, specs, config["NODE_MODULES"], settings)
-    redis = events.redis_client()  # the reporter's lines are read on a thread without an app context
+    redis = redis_client()  # the reporter's lines are read on a thread without an app context
     progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
                         lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
     node, readable = _node_and_readable(config)
@@ -123,7 +124,7 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
         )
     finally:
         if space.ids:  # nothing of the test may run on while the worker reads what it left
-            users.kill_user(space.ids[0])
+            processes.kill_user(space.ids[0])
 
 
 def _collect(run: Run, space: Workspace, config: Any) -> collect.Collected:

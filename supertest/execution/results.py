@@ -7,20 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supertest.outcomes import PASSED, case_status
+from supertest.outcomes import PASSED, CaseResult, case_status
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 MAX_ERROR_CHARS = 8000
-
-
-@dataclass
-class CaseResult:
-    title: str
-    file: str
-    status: str  # outcomes.CaseStatus
-    duration_ms: int
-    retries: int
-    error: str | None
 
 
 @dataclass

@@ -2,7 +2,6 @@
 environment, a deadline, and a bounded log."""
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -15,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supertest.execution.processes import die_with_worker, kill_strays
+
 EVENT_PREFIX = "@@supertest "
 MAX_LOG_LINES = 400
 MAX_LINE_CHARS = 2000
 MAX_READ_BYTES = 256 * 1024  # longer than any line our reporter prints
 # On a deadline Playwright gets a moment to write its reports (with the tests marked interrupted).
 INTERRUPT_GRACE_SECONDS = 5.0
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -117,61 +117,6 @@ def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[s
             except ValueError:
                 pass
         log.append(line[:MAX_LINE_CHARS])
-
-
-def kill_strays(session: int, home: str, passes: int = 5) -> int:
-    """SIGKILL what is left of a run outside its process group: processes still in its session
-    (a child that changed its group), and processes that kept HOME=`home` (a child that started a
-    session of its own: setsid, `detached: true`).
-
-    A process that does both and drops its environment escapes this; containing it is the sandbox's
-    job. Several passes, since a stray may fork while we look. Returns how many were killed.
-    """
-    marker = f"HOME={home}".encode()
-    killed = 0
-    for _ in range(passes):
-        found = [pid for pid in pids() if session_of(pid) == session or marker in environ_of(pid)]
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        if not found:
-            break
-    return killed
-
-
-def pids() -> list[int]:
-    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
-
-
-def session_of(pid: int) -> int | None:
-    """The session of a live process; None for one that is gone or already dead (a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-            state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
-    except (OSError, ValueError):
-        return None
-    return None if state == b"Z" else int(session)
-
-
-def environ_of(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return environ.read().split(b"\0")
-    except OSError:  # gone already, or not ours to read
-        return []
-
-
-def die_with_worker() -> None:
-    """In the child, before exec: a SIGKILL when the worker dies (even by SIGKILL), so a lost
-    worker leaves no test running that nobody watches. Linux only; elsewhere a no-op."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supertest.execution.runner import die_with_worker
+from supertest.execution.processes import die_with_worker
 from supertest.execution.users import UserRange
 
 log = logging.getLogger(__name__)

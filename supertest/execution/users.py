@@ -12,13 +12,12 @@ from __future__ import annotations
 import fcntl
 import os
 import random
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from supertest.execution.runner import pids
+from supertest.execution.processes import kill_user
 
 # Machine-wide, so that every worker process (of every Supertest on the machine) sees the same locks.
 LOCK_DIR = Path("/run/supertest-sandbox-uids")
@@ -57,33 +56,3 @@ class UserRange:
                 os.close(fd)  # lets go of the lock
             return
         raise NoFreeUser(f"all {len(uids)} sandbox users (SANDBOX_UIDS) are busy on this machine")
-
-
-def kill_user(uid: int, passes: int = 5) -> int:
-    """SIGKILL every process running as `uid`; several passes, since one may fork while we look."""
-    killed = 0
-    for _ in range(passes):
-        found = [pid for pid in pids() if uid in _uids(pid)]
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        if not found:
-            break
-    return killed
-
-
-def _uids(pid: int) -> tuple[int, ...]:
-    """The real, effective, saved and filesystem uids of a live process; () when it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"State:") and line.split()[1] == b"Z":
-                    return ()
-                if line.startswith(b"Uid:"):
-                    return tuple(int(value) for value in line.split()[1:])
-    except (OSError, ValueError, IndexError):
-        pass
-    return ()

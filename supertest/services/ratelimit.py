@@ -7,7 +7,7 @@ import redis
 from flask import current_app
 from werkzeug.exceptions import ServiceUnavailable
 
-from supertest.events import redis_client
+from supertest.connections import redis_client
 
 WINDOW_SECONDS = 15 * 60
 # One address may try a few accounts (an office behind one NAT), one account only a few passwords.

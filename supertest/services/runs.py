@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, update
@@ -15,11 +14,8 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from supertest import events
 from supertest.extensions import db
 from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
-from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, summary
+from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, CaseResult, summary
 from supertest.services.serialize import run_json
-
-if TYPE_CHECKING:  # execution depends on this module, not the other way round
-    from supertest.execution.results import CaseResult
 
 log = logging.getLogger(__name__)
 

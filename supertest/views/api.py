@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
-from supertest.events import redis_client
+from supertest.connections import redis_client
 from supertest.execution import preflight
 from supertest.extensions import db
 from supertest.models import Run

@@ -1,0 +1,94 @@
+"""Processes on this machine, as /proc shows them: finding and killing what a run left behind, and
+tying a child's life to the worker's. Tests and benchmarks use these without loading the runner."""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+PR_SET_PDEATHSIG = 1
+
+
+def kill_strays(session: int, home: str, passes: int = 5) -> int:
+    """SIGKILL what is left of a run outside its process group: processes still in its session
+    (a child that changed its group), and processes that kept HOME=`home` (a child that started a
+    session of its own: setsid, `detached: true`).
+
+    A process that does both and drops its environment escapes this; containing it is the sandbox's
+    job. Several passes, since a stray may fork while we look. Returns how many were killed.
+    """
+    marker = f"HOME={home}".encode()
+    killed = 0
+    for _ in range(passes):
+        found = [pid for pid in pids() if session_of(pid) == session or marker in environ_of(pid)]
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if not found:
+            break
+    return killed
+
+
+def pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def session_of(pid: int) -> int | None:
+    """The session of a live process; None for one that is gone or already dead (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+            state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
+    except (OSError, ValueError):
+        return None
+    return None if state == b"Z" else int(session)
+
+
+def environ_of(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return environ.read().split(b"\0")
+    except OSError:  # gone already, or not ours to read
+        return []
+
+
+def die_with_worker() -> None:
+    """In the child, before exec: a SIGKILL when the worker dies (even by SIGKILL), so a lost
+    worker leaves no test running that nobody watches. Linux only; elsewhere a no-op."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def kill_user(uid: int, passes: int = 5) -> int:
+    """SIGKILL every process running as `uid`; several passes, since one may fork while we look."""
+    killed = 0
+    for _ in range(passes):
+        found = [pid for pid in pids() if uid in _uids(pid)]
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        if not found:
+            break
+    return killed
+
+
+def _uids(pid: int) -> tuple[int, ...]:
+    """The real, effective, saved and filesystem uids of a live process; () when it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"State:") and line.split()[1] == b"Z":
+                    return ()
+                if line.startswith(b"Uid:"):
+                    return tuple(int(value) for value in line.split()[1:])
+    except (OSError, ValueError, IndexError):
+        pass
+    return ()
