@@ -262,6 +262,24 @@ class ReportStore:
         self.local.save(run_id, report_dir)
         return LOCAL
 
+    @property
+    def remote(self) -> bool:
+        """Whether reports go to object storage (else they stay on local disk)."""
+        return bool(self.buckets)
+
+    def upload_kept(self, run_id: str, kind: str) -> bool:
+        """Upload a report kept on local disk while S3 was down; False when there is none here.
+        StorageError when S3 still cannot be reached. The local copy stays until the caller, once
+        the run points at S3, calls forget_kept: the report is always where its run says."""
+        folder = self.local.root / run_id / "report"
+        if not folder.is_dir() or kind not in self.buckets:
+            return False
+        self.buckets[kind].save(run_id, folder)
+        return True
+
+    def forget_kept(self, run_id: str) -> None:
+        self.local.delete(run_id)
+
     def delete(self, run_id: str, kind: str, where: str) -> None:
         """Remove a run's report from where it was stored; StorageError if S3 cannot be reached."""
         if where == S3:

@@ -21,23 +21,21 @@ def upload_kept_reports(limit: int = 20) -> int:
     at S3, so the report is always where its run says.
     """
     store = current_app.extensions["reports"]
-    if not store.buckets:
+    if not store.remote:
         return 0
     kept = db.session.execute(select(Run.id, Run.kind).where(Run.report_store == LOCAL).limit(limit)).all()
     db.session.rollback()
     uploaded = 0
     for run_id, kind in kept:
-        folder = store.local.root / run_id / "report"
-        if not folder.is_dir():
-            continue
         try:
-            store.buckets[kind].save(run_id, folder)
+            if not store.upload_kept(run_id, kind):
+                continue
         except StorageError as error:
             log.info("storage still unreachable; kept reports wait: %s", error)
             break
         db.session.execute(update(Run).where(Run.id == run_id, Run.report_store == LOCAL).values(report_store=S3))
         db.session.commit()
-        store.local.delete(run_id)
+        store.forget_kept(run_id)
         uploaded += 1
         log.info("run %s: kept report uploaded now that storage is back", run_id)
     return uploaded
