@@ -64,7 +64,7 @@ def parse_args(doc: str, default_rounds: int) -> argparse.Namespace:
     return args
 
 
-def run_direct(settings: Mapping[str, Any], run_dir: Path, specs: list[workspace.Spec], workers: int) -> float:
+def run_direct(settings: Mapping[str, Any], run_dir: Path, specs: list[workspace.TestFile], workers: int) -> float:
     """Prepare `run_dir` as the worker does for these specs, run `playwright test` in it; its seconds.
 
     Every spec must hold one test, and every test must pass.

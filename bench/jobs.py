@@ -1,6 +1,6 @@
 """How long a job of 12 short tests takes through Supertest, against Playwright run directly.
 
-(a) direct: the job's 12 spec files, named as the worker names them (runs.spec_filename with each
+(a) direct: the job's 12 spec files, named as the worker names them (runs.run_test_filename with each
     test's position), run by `node .../@playwright/test/cli.js test` in a temp dir with the same
     generated config (workspace.prepare + playwright_config(workers=N, retries=0), N = 2) and the
     same child environment (runner.child_env) as the worker. Timed: the `playwright test` process.
@@ -31,8 +31,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/jobs.py` from anywhere
 from bench.common import (ApiTiming, BenchError, median_parts, parse_args, run_api, run_direct,  # noqa: E402
                           stacks_in_scratch)
-from supertest.execution.workspace import Spec  # noqa: E402
-from supertest.services.runs import spec_filename  # noqa: E402
+from supertest.execution.workspace import TestFile  # noqa: E402
+from supertest.services.runs import run_test_filename  # noqa: E402
 
 WORKERS = 2  # N: the machine this was written for has two cores
 JOB_NAME = "jobs bench"
@@ -95,7 +95,7 @@ def save_job(session: requests.Session, url: str) -> str:
 def main() -> None:
     args = parse_args(__doc__, default_rounds=5)
     # Numbered as a job of more than one test numbers them, so both runs see the same file names.
-    specs = [Spec(spec_filename(title, n), script) for n, (title, script) in enumerate(SCRIPTS, 1)]
+    specs = [Spec(run_test_filename(title, n), script) for n, (title, script) in enumerate(SCRIPTS, 1)]
     direct: list[float] = []
     app: dict[int, list[ApiTiming]] = {WORKERS: [], 1: []}
     with (stacks_in_scratch(args.log, *({"MAX_CONCURRENT_TESTS": str(n)} for n in app)) as bench,

@@ -23,8 +23,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/overhead.py` from anywhere
 from bench.common import ApiTiming, median_parts, parse_args, run_api, run_direct, stacks_in_scratch  # noqa: E402
-from supertest.execution.workspace import Spec  # noqa: E402
-from supertest.services.runs import spec_filename  # noqa: E402
+from supertest.execution.workspace import TestFile  # noqa: E402
+from supertest.services.runs import run_test_filename  # noqa: E402
 
 TITLE = "overhead bench"
 SPEC = """import { test, expect } from '@playwright/test';
@@ -38,7 +38,7 @@ test('greets the visitor', async ({ page }) => {
 
 def main() -> None:
     args = parse_args(__doc__, default_rounds=7)
-    specs = [Spec(spec_filename(TITLE), SPEC)]
+    specs = [Spec(run_test_filename(TITLE), SPEC)]
     direct: list[float] = []
     api: list[ApiTiming] = []
     with stacks_in_scratch(args.log, {}) as bench, requests.Session() as session:

@@ -109,7 +109,7 @@ class Run(db.Model):
 
     test: Mapped[Test | None] = relationship()
     job: Mapped[Job | None] = relationship()
-    specs: Mapped[list[RunTest]] = relationship(
+    run_tests: Mapped[list[RunTest]] = relationship(
         back_populates="run", order_by="RunTest.position", cascade="all, delete-orphan", passive_deletes=True
     )
     results: Mapped[list[TestResult]] = relationship(
@@ -143,7 +143,7 @@ class RunTest(db.Model):
     # This test's outcome in the run: pending until the run ends, then outcomes.test_fate's.
     status: Mapped[str] = mapped_column(String(12), default=PENDING)
 
-    run: Mapped[Run] = relationship(back_populates="specs")
+    run: Mapped[Run] = relationship(back_populates="run_tests")
     test: Mapped[Test | None] = relationship()
 
 
@@ -165,7 +165,7 @@ class TestResult(db.Model):
     run_test_id: Mapped[int | None] = mapped_column(ForeignKey("run_tests.id", ondelete="CASCADE"), index=True)
 
     run: Mapped[Run] = relationship(back_populates="results")
-    spec: Mapped[RunTest | None] = relationship()
+    run_test: Mapped[RunTest | None] = relationship()
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ WATCH_ROWS = """() => {
   window.__seen = [];
   const record = () => {
     const run = document.querySelector('#run-status [data-status]');
-    const specs = [...document.querySelectorAll('#run .spec-head [data-status]')].map(b => b.dataset.status);
+    const specs = [...document.querySelectorAll('#run .run-test-head [data-status]')].map(b => b.dataset.status);
     const progress = document.getElementById('run-progress');
     window.__seen.push({run: run && run.dataset.status, specs, progress: progress && progress.textContent.trim()});
   };
@@ -68,10 +68,10 @@ def test_build_a_job_in_the_ui_run_it_and_watch_rows_turn(page: Page, app: Flask
     expect(page).to_have_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
     page.evaluate(WATCH_ROWS)
 
-    specs = page.locator("#run .spec")
+    specs = page.locator("#run .run-test")
     expect(specs).to_have_count(3)
     expect_status(page, "failed")
-    expect(specs.locator(".spec-head .badge")).to_have_text(["passed", "passed", "failed"])
+    expect(specs.locator(".run-test-head .badge")).to_have_text(["passed", "passed", "failed"])
     expect(page.locator("iframe.report")).to_be_visible()
     screenshot(page, "job-run")
 

@@ -268,7 +268,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and video on), its environment plus MY_SECRET, `playwright test` from node_modules."""
     settings = config.from_env({})
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    workspace.prepare(run_dir, [workspace.Spec("secret.spec.js", SPEC)], settings["NODE_MODULES"],
+    workspace.prepare(run_dir, [workspace.TestFile("secret.spec.js", SPEC)], settings["NODE_MODULES"],
                       workspace.playwright_config(workspace.find_chromium(""), workers=1, retries=0))
     tmp_dir = tmp_path_factory.mktemp("t")
     env = runner.child_env(run_dir, tmp_dir, settings["PLAYWRIGHT_BROWSERS_PATH"]) | {"MY_SECRET": SECRET}

@@ -11,7 +11,7 @@ from flask_migrate import Config as AlembicConfig
 from supertest import config
 from supertest.events import format_sse
 from supertest.execution import results
-from supertest.services.runs import spec_filename
+from supertest.services.runs import run_test_filename
 from supertest.services.validation import default_title
 from supertest.storage import BadReportPath, report_key
 
@@ -70,9 +70,9 @@ def test_report_keys_refuse_escapes(path: str) -> None:
 
 
 def test_spec_filenames_are_safe_and_recognisable() -> None:
-    assert spec_filename("Log in / out: works?") == "Log-in-out-works.spec.ts"
-    assert spec_filename("../../etc") == "etc.spec.ts"
-    assert spec_filename("…") == "test.spec.ts"
+    assert run_test_filename("Log in / out: works?") == "Log-in-out-works.spec.ts"
+    assert run_test_filename("../../etc") == "etc.spec.ts"
+    assert run_test_filename("…") == "test.spec.ts"
 
 
 def test_sse_frames_prefix_every_data_line() -> None:

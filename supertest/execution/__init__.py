@@ -94,9 +94,9 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
     message = redact.redact_text("\n\n".join(note for note in notes if note), secrets) or None
     store = _store(run, space.kept / "report")
     cases = tuple(report.tests) if report else ()
-    specs = [spec.filename for spec in run.specs]
+    filenames = [run_test.filename for run_test in run.run_tests]
     finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
-                                              results=cases, spec_statuses=_spec_statuses(specs, report, status),
+                                              results=cases, test_statuses=_test_statuses(filenames, report, status),
                                               attempt=run.attempt))
     if finished is None and store and runs.get(run.id) is None:
         current_app.extensions["reports"].delete(run.id, run.kind, store)  # deleted while it ran: keep nothing
@@ -105,13 +105,13 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
 def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
             stop: threading.Event) -> runner.Outcome:
     """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
-    specs = [workspace.Spec(spec.filename, spec.script) for spec in run.specs]
+    files = [workspace.TestFile(run_test.filename, run_test.script) for run_test in run.run_tests]
     # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
     workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
-    workspace.prepare(space.run_dir, specs, config["NODE_MODULES"], settings)
+    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings)
     redis = redis_client()  # the reporter's lines are read on a thread without an app context
-    progress = Progress({spec.filename: (spec.position, spec.test_id) for spec in run.specs},
+    progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run.run_tests},
                         lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
     node, readable = _node_and_readable(config)
     command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
@@ -203,7 +203,7 @@ def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 
     return record()
 
 
-def _spec_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
+def _test_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
     """Each test's outcome in the run, from its cases (outcomes.test_fate)."""
     errors = "\n".join(report.errors) if report else ""
     return {filename: test_fate([case.status for case in report.tests if case.file == filename] if report else [],

@@ -15,8 +15,8 @@ class Progress:
     Called on the reader thread of the Playwright process, one reporter event at a time.
     """
 
-    def __init__(self, specs: dict[str, tuple[int, str | None]], publish: Publish) -> None:
-        self.specs = specs  # file name → (position, saved test id)
+    def __init__(self, files: dict[str, tuple[int, str | None]], publish: Publish) -> None:
+        self.files = files  # file name → (position, saved test id)
         self.publish = publish
         self.total = 0
         self.done = 0
@@ -34,7 +34,7 @@ class Progress:
 
     def _test(self, event: dict[str, Any]) -> dict[str, Any]:
         file = str(event.get("file", ""))
-        position, test_id = self.specs.get(file, (None, None))
+        position, test_id = self.files.get(file, (None, None))
         status = live_case_status(bool(event.get("willRetry")), event.get("outcome"), event.get("status"))
         if status != RETRYING:
             self.done += 1
@@ -42,11 +42,11 @@ class Progress:
         return {
             "title": event.get("title"), "file": file, "status": status,
             "durationMs": event.get("durationMs"), "retries": event.get("retry", 0), "error": event.get("error"),
-            "testId": test_id, "position": position, "specStatus": self.spec_status(file),
+            "testId": test_id, "position": position, "testStatus": self.test_status(file),
             "done": self.done, "total": self.total,
         }
 
-    def spec_status(self, file: str) -> str:
+    def test_status(self, file: str) -> str:
         """The test's status so far: running until all its cases are final, then the worst of them."""
         finished = self.finished.get(file, {})
         if len(finished) < self.per_file.get(file, 0):

@@ -48,15 +48,15 @@ def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
     if run.timeout_ms is None:
         limit = "JOB_EXECUTION_TIMEOUT_MS" if run.kind == "job" else "TEST_EXECUTION_TIMEOUT_MS"
         run.timeout_ms = current_app.config[limit]
-    run.specs = [RunTest(position=i, test_id=test.id, title=title, script=script,
-                         filename=spec_filename(title, i + 1 if numbered else None))
+    run.run_tests = [RunTest(position=i, test_id=test.id, title=title, script=script,
+                         filename=run_test_filename(title, i + 1 if numbered else None))
                  for i, (test, title, script) in enumerate(tests)]
     db.session.add(run)
     db.session.commit()
     return run
 
 
-def spec_filename(title: str, number: int | None = None) -> str:
+def run_test_filename(title: str, number: int | None = None) -> str:
     """A file name Playwright will pick up, recognisable in the report, safe on any disk."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", title).strip("-")[:60] or "test"
     return f"{number:03d}-{stem}.spec.ts" if number else f"{stem}.spec.ts"
@@ -126,14 +126,14 @@ def reap(stale_seconds: float) -> list[str]:
 
 
 def finish(run_id: str, status: str, error_message: str | None = None, report_store: str | None = None,
-           results: tuple[CaseResult, ...] = (), spec_statuses: dict[str, str] | None = None,
+           results: tuple[CaseResult, ...] = (), test_statuses: dict[str, str] | None = None,
            attempt: int | None = None) -> Run | None:
     """Record a terminal status once; a run that has already ended keeps its first outcome.
 
     A worker passes the `attempt` it claimed: once the run has been handed to another worker,
     the first worker's outcome no longer counts.
 
-    `results` are matched to the run's tests by file name; `spec_statuses` maps a test's file name
+    `results` are matched to the run's tests by file name; `test_statuses` maps a test's file name
     to its outcome in this run (a test not named there takes the run's status).
     """
     assert status in TERMINAL
@@ -141,14 +141,14 @@ def finish(run_id: str, status: str, error_message: str | None = None, report_st
               "finished_at": utcnow(), **summary(r.status for r in results)}
 
     def record() -> None:
-        specs = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()
-        by_file = {spec.filename: spec.id for spec in specs}
+        run_tests = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()
+        by_file = {run_test.filename: run_test.id for run_test in run_tests}
         db.session.add_all(
             TestResult(run_id=run_id, position=i, title=r.title, file=r.file, status=r.status,
                        duration_ms=r.duration_ms, retries=r.retries, error=r.error, run_test_id=by_file.get(r.file))
             for i, r in enumerate(results))
-        for spec in specs:
-            spec.status = (spec_statuses or {}).get(spec.filename, status)
+        for run_test in run_tests:
+            run_test.status = (test_statuses or {}).get(run_test.filename, status)
 
     return _transition(run_id, (PENDING, RUNNING), values, record, attempt)
 

@@ -53,13 +53,13 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
-def spec_json(spec: RunTest) -> dict[str, Any]:
-    return {"testId": spec.test_id, "title": spec.title, "file": spec.filename, "status": spec.status}
+def run_test_json(run_test: RunTest) -> dict[str, Any]:
+    return {"testId": run_test.test_id, "title": run_test.title, "file": run_test.filename, "status": run_test.status}
 
 
 def result_json(result: TestResult) -> dict[str, Any]:
     return {
-        "testId": result.spec.test_id if result.spec else None,
+        "testId": result.run_test.test_id if result.run_test else None,
         "title": result.title,
         "file": result.file,
         "status": result.status,
@@ -92,12 +92,12 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
                     "flaky": run.flaky, "skipped": run.skipped},
     }
     if with_tests:
-        data["specs"] = [spec_json(spec) for spec in run.specs]
+        data["specs"] = [run_test_json(run_test) for run_test in run.run_tests]
         data["tests"] = [result_json(result) for result in run.results]
     return data
 
 
-def cases_by_spec(run: Run) -> dict[int | None, list[dict[str, Any]]]:
+def cases_by_run_test(run: Run) -> dict[int | None, list[dict[str, Any]]]:
     """A run's results grouped under the test (RunTest id) they came from, for the run page."""
     grouped: dict[int | None, list[dict[str, Any]]] = {}
     for result in run.results:

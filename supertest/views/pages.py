@@ -11,7 +11,7 @@ from supertest.events import format_sse
 from supertest.models import Run
 from supertest.outcomes import TERMINAL
 from supertest.services import history, jobs, runs, tests
-from supertest.services.serialize import cases_by_spec, run_json
+from supertest.services.serialize import cases_by_run_test, run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
 from supertest.storage import StorageError
 from supertest.views.events import sse_response
@@ -83,8 +83,8 @@ def playground():
     script, title = EXAMPLE, ""
     if saved is not None:
         script, title = saved.script, saved.title
-    elif source is not None and source.specs:
-        script, title = source.specs[0].script, source.specs[0].title
+    elif source is not None and source.run_tests:
+        script, title = source.run_tests[0].script, source.run_tests[0].title
         saved = tests.get_saved(source.test_id or "") if source.kind == "test" else None
     return render_template("playground.html", script=script, title=title, saved=saved)
 
@@ -129,8 +129,8 @@ def run(run_id: str):
 
 
 def run_context(run: Run) -> dict[str, Any]:
-    return {"run": run, "state": run_json(run), "cases": cases_by_spec(run),
-            "saved_ids": tests.saved_ids(spec.test_id for spec in run.specs)}
+    return {"run": run, "state": run_json(run), "cases": cases_by_run_test(run),
+            "saved_ids": tests.saved_ids(run_test.test_id for run_test in run.run_tests)}
 
 
 @bp.post("/runs/<run_id>/cancel")
