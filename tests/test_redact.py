@@ -24,7 +24,8 @@ from playwright.sync_api import Browser, expect
 
 from supertest import config
 from supertest.execution import redact, runner, workspace
-from supertest.execution.redact import redact_bytes, redact_file, redact_folder, redact_text
+from supertest.execution.redact import Limits, Redacted, Unredactable, redact_bytes, redact_file, redact_folder, \
+    redact_text
 
 SECRET = "S3cr3t-Sup3r \"qu0te\\back\" <tag> & é€ 🔑/x+y 'z'"
 # No secret form can leave this out: it is the same raw, escaped and encoded. Not finding even
@@ -217,8 +218,104 @@ def test_links_are_not_followed(tmp_path: Path) -> None:
     (run / "report" / "log.txt").write_text(SECRET, encoding="utf-8")
     os.symlink(outside, run / "node_modules", target_is_directory=True)
     os.symlink(outside / "file.txt", run / "report" / "link.txt")
-    assert redact_folder(run, [SECRET]) == [run / "report" / "log.txt"]
+    assert redact_folder(run, [SECRET]) == Redacted(changed=[run / "report" / "log.txt"], dropped=[])
     assert (outside / "file.txt").read_text(encoding="utf-8") == SECRET
+
+
+# --- limits: what a run leaves behind is hostile ---------------------------------------------------
+
+MB = 1 << 20
+
+
+def zip_of(name: str, data: bytes, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def zip_bomb(path: Path, shape: str, expanded: int = 256 * MB) -> None:
+    """A zip in a zip in a zip holding `expanded` bytes of zeros, a few hundred KB on disk:
+    in one entry that says how big it is; in many entries each smaller than the budget; or in
+    many zips (stored, so that extracting one writes all of it) each smaller than the budget."""
+    block = bytes(4 * MB)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        if shape == "one entry":
+            with archive.open("zeros.bin", "w", force_zip64=True) as entry:
+                for _ in range(expanded // len(block)):
+                    entry.write(block)
+        elif shape == "many entries":
+            for number in range(expanded // len(block)):
+                archive.writestr(f"zeros-{number}.bin", block)
+        else:  # "many zips"
+            stored = zip_of("zeros.bin", block, zipfile.ZIP_STORED)
+            for number in range(expanded // len(block)):
+                archive.writestr(f"zeros-{number}.zip", stored)
+    if shape == "many zips":  # those zips are the third level
+        path.write_bytes(zip_of("inner.zip", inner.getvalue()))
+    else:
+        path.write_bytes(zip_of("middle.zip", zip_of("inner.zip", inner.getvalue())))
+
+
+@pytest.mark.parametrize("shape", ["one entry", "many entries", "many zips"])
+def test_a_nested_zip_bomb_is_removed_once_past_the_budget(tmp_path: Path, shape: str) -> None:
+    zip_bomb(tmp_path / "bomb.zip", shape)
+    assert (tmp_path / "bomb.zip").stat().st_size < 2 * MB
+    (tmp_path / "notes.txt").write_text(f"token {SECRET}\n", encoding="utf-8")
+    redacted = redact_folder(tmp_path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60))
+    assert redacted == Redacted(changed=[tmp_path / "notes.txt"], dropped=[
+        (tmp_path / "bomb.zip", "expands past 8 MB while searching its archives for secrets")])
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "token [secret]\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]  # no temporary file left
+
+
+def test_the_budget_counts_what_an_embedded_zip_decodes_to(tmp_path: Path) -> None:
+    encoded = base64.b64encode(zip_of("noise.bin", os.urandom(2 * MB), zipfile.ZIP_STORED)).decode()
+    path = tmp_path / "index.html"
+    path.write_text(f"<p>{SECRET}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                    f"{encoded}</template>", encoding="utf-8")
+    with pytest.raises(Unredactable) as raised:
+        redact_file(path, [SECRET], Limits(max_expanded_bytes=1 * MB, seconds=60))
+    assert raised.value.reason == "expands past 1 MB while searching its archives for secrets"
+    assert list(tmp_path.iterdir()) == []
+    path.write_text(f"<p>{SECRET}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                    f"{encoded}</template>", encoding="utf-8")
+    assert redact_file(path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60))
+    assert SECRET_PREFIX.encode() not in path.read_bytes() and list(tmp_path.iterdir()) == [path]
+
+
+def test_past_the_deadline_every_file_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text(SECRET, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("nothing secret", encoding="utf-8")
+    make_zip(tmp_path / "sub" / "trace.zip", [("test.trace", b"clean", zipfile.ZIP_DEFLATED)])
+    redacted = redact_folder(tmp_path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=0))
+    assert redacted == Redacted(changed=[], dropped=[
+        (tmp_path / name, "redaction took longer than 0 s") for name in ["a.txt", "b.txt", "sub/trace.zip"]])
+    assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []
+
+
+def nested(depth: int, data: bytes) -> bytes:
+    """`data` in a zip in a zip..., `depth` zips in all."""
+    for level in range(depth):
+        data = zip_of(f"level-{depth - level}" + (".zip" if level else ".txt"), data)
+    return data
+
+
+def test_archives_nested_deeper_than_max_depth_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "three.zip").write_bytes(nested(3, SECRET.encode()))
+    (tmp_path / "four.zip").write_bytes(nested(4, SECRET.encode()))
+    redacted = redact_folder(tmp_path, [SECRET])
+    assert redacted == Redacted(changed=[tmp_path / "three.zip"],
+                                dropped=[(tmp_path / "four.zip", "archives nested deeper than 3")])
+    assert list(opened("three.zip", (tmp_path / "three.zip").read_bytes()))[-1] == (
+        "three.zip!level-1.zip!level-2.zip!level-3.txt", b"[secret]")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["three.zip"]
+    (tmp_path / "three.zip").write_bytes(nested(3, SECRET.encode()))
+    with pytest.raises(Unredactable, match="^three.zip: archives nested deeper than 2$"):
+        redact_file(tmp_path / "three.zip", [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60, max_depth=2))
+    assert not (tmp_path / "three.zip").exists()
 
 
 # --- a real report -------------------------------------------------------------------------------
@@ -314,7 +411,7 @@ def redacted_report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     report = tmp_path_factory.mktemp("redacted") / "report"
     shutil.copytree(run_dir / "report", report)
     started = time.perf_counter()
-    redact_folder(report, [SECRET, "unused secret"])
+    assert redact_folder(report, [SECRET, "unused secret"]).dropped == []
     print(f"redacting the report took {time.perf_counter() - started:.3f} s")
     return report
 
