@@ -222,6 +222,44 @@ def test_links_are_not_followed(tmp_path: Path) -> None:
     assert (outside / "file.txt").read_text(encoding="utf-8") == SECRET
 
 
+def test_a_fifo_is_not_opened_and_a_hard_link_is_removed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET, encoding="utf-8")
+    report = tmp_path / "report"
+    report.mkdir()
+    os.mkfifo(report / "fifo")  # opening it would wait for a writer, forever
+    os.link(outside, report / "linked.txt")
+    (report / "log.txt").write_text(SECRET, encoding="utf-8")
+    done: list[Redacted] = []
+    thread = threading.Thread(target=lambda: done.append(redact_folder(report, [SECRET])), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # let the blocked thread go: open the FIFO for writing
+        os.close(os.open(report / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("redact_folder opened the FIFO")
+    assert done == [Redacted(changed=[report / "log.txt"], dropped=[
+        (report / "linked.txt", "a hard link to a file that has other names, which are not redacted")])]
+    assert sorted(path.name for path in report.iterdir()) == ["fifo", "log.txt"]
+    assert outside.read_text(encoding="utf-8") == SECRET and outside.stat().st_nlink == 1
+    os.link(outside, report / "again.txt")
+    with pytest.raises(Unredactable):
+        redact_file(report / "again.txt", [SECRET])
+    assert not (report / "again.txt").exists() and outside.read_text(encoding="utf-8") == SECRET
+    assert not redact_file(report / "fifo", [SECRET])
+
+
+def test_a_report_folder_that_is_a_link_is_removed_not_walked(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file.txt").write_text(SECRET, encoding="utf-8")
+    os.symlink(outside, tmp_path / "report", target_is_directory=True)
+    assert redact_folder(tmp_path / "report", [SECRET]) == Redacted(
+        changed=[], dropped=[(tmp_path / "report", "a symbolic link, not a folder")])
+    assert not os.path.lexists(tmp_path / "report")
+    assert (outside / "file.txt").read_text(encoding="utf-8") == SECRET
+    assert redact_folder(tmp_path / "missing", [SECRET]) == Redacted()
+
+
 # --- limits: what a run leaves behind is hostile ---------------------------------------------------
 
 MB = 1 << 20

@@ -49,6 +49,10 @@ every file not redacted yet is too), and redact_folder says which and why, in wo
 (redact_file raises Unredactable). Temporary files are removed on every path. A legitimate
 report (trace zips of tens of MB, a job's many traces) stays well within DEFAULT_LIMITS.
 
+Only regular files are opened, as lstat tells (a link is not followed, a FIFO would block us
+forever, a device is endless); a file with other hard links is removed (its directory entry
+only), since it is also somewhere else that we do not redact.
+
 A very short secret (one or two characters) is found everywhere and leaves the report broken:
 the form that takes secrets should ask for a length that makes that unlikely.
 """
@@ -63,6 +67,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 import urllib.parse
@@ -152,41 +157,70 @@ class Unredactable(Exception):
 def redact_file(path: Path, secrets: Sequence[str], limits: Limits = DEFAULT_LIMITS) -> bool:
     """Rewrite one file in place so that no secret remains in it (see the module's docstring for
     how text, zips, the report's index.html and binary files are treated). True if it changed.
-    Past `limits` the file is removed and Unredactable raised."""
+    Past `limits` the file is removed and Unredactable raised, as it is when it has other hard
+    links. Anything but a regular file (a link, a FIFO) is not touched: False."""
     matcher = Matcher.of(secrets)
     path = Path(path)
-    if matcher is None or not path.is_file():
+    status = _regular(path)
+    if matcher is None or status is None:
         return False
-    return _redact_within(path, matcher, limits, time.monotonic() + limits.seconds)
+    return _redact_within(path, status, matcher, limits, time.monotonic() + limits.seconds)
 
 
 def redact_folder(folder: Path, secrets: Sequence[str], limits: Limits = DEFAULT_LIMITS) -> Redacted:
     """Redact every regular file under `folder` (a run's report folder, or the run folder whose
-    files we keep), in place; symbolic links are neither followed nor touched. Each file has
-    `limits.max_expanded_bytes` of its own; `limits.seconds` is for them all. Returns the files
-    that changed, and those removed as they could not be redacted within the limits."""
+    files we keep), in place. Symbolic links, FIFOs, sockets and devices are neither followed,
+    opened nor touched; `folder` itself, when it is a link, is removed rather than walked. Each
+    file has `limits.max_expanded_bytes` of its own; `limits.seconds` is for them all. Returns the
+    files that changed, and those removed (see the module's docstring), with why."""
     matcher = Matcher.of(secrets)
     redacted = Redacted()
     if matcher is None:
+        return redacted
+    folder = Path(folder)
+    try:
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            # os.walk would follow it: a test can put a link to / where its report should be.
+            folder.unlink()
+            redacted.dropped.append((folder, "a symbolic link, not a folder"))
+            return redacted
+    except FileNotFoundError:
         return redacted
     deadline = time.monotonic() + limits.seconds
     for root, dirs, files in os.walk(folder):  # os.walk does not follow linked folders
         dirs.sort()
         for name in sorted(files):
             path = Path(root, name)
-            if path.is_symlink() or not path.is_file():
+            status = _regular(path)
+            if status is None:
                 continue
             try:
-                if _redact_within(path, matcher, limits, deadline):
+                if _redact_within(path, status, matcher, limits, deadline):
                     redacted.changed.append(path)
             except Unredactable as error:
                 redacted.dropped.append((path, error.reason))
     return redacted
 
 
-def _redact_within(path: Path, matcher: Matcher, limits: Limits, deadline: float) -> bool:
+def _regular(path: Path) -> os.stat_result | None:
+    """The status of `path` itself (lstat) if it is a regular file, else None: never open the
+    rest, a FIFO blocks whoever opens it until someone writes to it."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _redact_within(path: Path, status: os.stat_result, matcher: Matcher, limits: Limits, deadline: float) -> bool:
     """Redact a regular file with a budget of its own; past a limit, remove it (never keep it as
     it was) and raise Unredactable."""
+    if status.st_nlink > 1:
+        # Rewriting it would leave its other names as they were, and those may be outside the
+        # folder: removing this name (unlink touches no other) is all we may do.
+        log.warning("%s: removed, as it has other hard links", path)
+        path.unlink(missing_ok=True)
+        raise Unredactable(path, "a hard link to a file that has other names, which are not redacted")
     budget = _Budget(limits, deadline)
     try:
         budget.check_time()  # past the deadline, a folder's remaining files are not even opened
