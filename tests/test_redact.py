@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+import types
 import urllib.parse
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -309,7 +310,8 @@ def test_a_nested_zip_bomb_is_removed_once_past_the_budget(tmp_path: Path, shape
 
 
 def test_the_budget_counts_what_an_embedded_zip_decodes_to(tmp_path: Path) -> None:
-    encoded = base64.b64encode(zip_of("noise.bin", os.urandom(2 * MB), zipfile.ZIP_STORED)).decode()
+    # Not even a zip (searched as binary once decoded): only the decoding counts here.
+    encoded = base64.b64encode(b"noise" + os.urandom(2 * MB)).decode()
     path = tmp_path / "index.html"
     path.write_text(f"<p>{SECRET}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
                     f"{encoded}</template>", encoding="utf-8")
@@ -332,6 +334,50 @@ def test_past_the_deadline_every_file_is_removed(tmp_path: Path) -> None:
     assert redacted == Redacted(changed=[], dropped=[
         (tmp_path / name, "redaction took longer than 0 s") for name in ["a.txt", "b.txt", "sub/trace.zip"]])
     assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []
+
+
+def test_a_deadline_passed_at_any_point_leaves_no_unredacted_nor_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is checked at every read: let it pass at each of them in turn (a clock that
+    ticks once per look), in a folder with a zip in a zip and an index.html with an embedded zip.
+    Every file is then redacted or removed, and no temporary file is left, whatever was under way."""
+    monkeypatch.setattr(redact, "CHUNK", 1024)
+    filler = "x" * 5_000
+    report = zip_of("report.json", json.dumps({"title": SECRET, "filler": filler}).encode())
+    files = {
+        "trace.zip": zip_of("inner.zip", zip_of("b.txt", f"{filler} {SECRET}".encode())),
+        "index.html": f"<p>{filler}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                      f"{base64.b64encode(report).decode()}</template>".encode(),
+        "log.txt": f"{SECRET} {filler}".encode(),
+    }
+    ticks = 0
+
+    def clock() -> float:
+        nonlocal ticks
+        ticks += 1
+        return float(ticks)
+
+    monkeypatch.setattr(redact, "time", types.SimpleNamespace(monotonic=clock))
+
+    def redact_after(seconds: float) -> Redacted:
+        nonlocal ticks
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        (tmp_path / "run").mkdir()
+        for name, data in files.items():
+            (tmp_path / "run" / name).write_bytes(data)
+        ticks = 0
+        return redact_folder(tmp_path / "run", [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=seconds))
+
+    assert redact_after(10_000).changed == [tmp_path / "run" / name for name in ["index.html", "log.txt", "trace.zip"]]
+    looks = ticks
+    assert looks > 50  # enough reads to stop at (a clock read for the deadline, then one per read)
+    for seconds in range(looks):
+        redacted = redact_after(seconds)
+        assert redacted.dropped and all(reason == f"redaction took longer than {seconds} s"
+                                        for _, reason in redacted.dropped)
+        kept = sorted(path.name for path in (tmp_path / "run").iterdir())
+        assert kept == sorted(path.name for path in redacted.changed), seconds  # no temporary file either
+        assert leaks(tmp_path / "run") == [], seconds
 
 
 def nested(depth: int, data: bytes) -> bytes:
