@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+import types
 import urllib.parse
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,8 @@ from playwright.sync_api import Browser, expect
 
 from supertest import config
 from supertest.execution import redact, runner, workspace
-from supertest.execution.redact import redact_bytes, redact_file, redact_folder, redact_text
+from supertest.execution.redact import Limits, Redacted, Unredactable, redact_bytes, redact_file, redact_folder, \
+    redact_text
 
 SECRET = "S3cr3t-Sup3r \"qu0te\\back\" <tag> & é€ 🔑/x+y 'z'"
 # No secret form can leave this out: it is the same raw, escaped and encoded. Not finding even
@@ -217,8 +219,187 @@ def test_links_are_not_followed(tmp_path: Path) -> None:
     (run / "report" / "log.txt").write_text(SECRET, encoding="utf-8")
     os.symlink(outside, run / "node_modules", target_is_directory=True)
     os.symlink(outside / "file.txt", run / "report" / "link.txt")
-    assert redact_folder(run, [SECRET]) == [run / "report" / "log.txt"]
+    assert redact_folder(run, [SECRET]) == Redacted(changed=[run / "report" / "log.txt"], dropped=[])
     assert (outside / "file.txt").read_text(encoding="utf-8") == SECRET
+
+
+def test_a_fifo_is_not_opened_and_a_hard_link_is_removed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET, encoding="utf-8")
+    report = tmp_path / "report"
+    report.mkdir()
+    os.mkfifo(report / "fifo")  # opening it would wait for a writer, forever
+    os.link(outside, report / "linked.txt")
+    (report / "log.txt").write_text(SECRET, encoding="utf-8")
+    done: list[Redacted] = []
+    thread = threading.Thread(target=lambda: done.append(redact_folder(report, [SECRET])), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # let the blocked thread go: open the FIFO for writing
+        os.close(os.open(report / "fifo", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("redact_folder opened the FIFO")
+    assert done == [Redacted(changed=[report / "log.txt"], dropped=[
+        (report / "linked.txt", "a hard link to a file that has other names, which are not redacted")])]
+    assert sorted(path.name for path in report.iterdir()) == ["fifo", "log.txt"]
+    assert outside.read_text(encoding="utf-8") == SECRET and outside.stat().st_nlink == 1
+    os.link(outside, report / "again.txt")
+    with pytest.raises(Unredactable):
+        redact_file(report / "again.txt", [SECRET])
+    assert not (report / "again.txt").exists() and outside.read_text(encoding="utf-8") == SECRET
+    assert not redact_file(report / "fifo", [SECRET])
+
+
+def test_a_report_folder_that_is_a_link_is_removed_not_walked(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file.txt").write_text(SECRET, encoding="utf-8")
+    os.symlink(outside, tmp_path / "report", target_is_directory=True)
+    assert redact_folder(tmp_path / "report", [SECRET]) == Redacted(
+        changed=[], dropped=[(tmp_path / "report", "a symbolic link, not a folder")])
+    assert not os.path.lexists(tmp_path / "report")
+    assert (outside / "file.txt").read_text(encoding="utf-8") == SECRET
+    assert redact_folder(tmp_path / "missing", [SECRET]) == Redacted()
+
+
+# --- limits: what a run leaves behind is hostile ---------------------------------------------------
+
+MB = 1 << 20
+
+
+def zip_of(name: str, data: bytes, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def zip_bomb(path: Path, shape: str, expanded: int = 256 * MB) -> None:
+    """A zip in a zip in a zip holding `expanded` bytes of zeros, a few hundred KB on disk:
+    in one entry that says how big it is; in many entries each smaller than the budget; or in
+    many zips (stored, so that extracting one writes all of it) each smaller than the budget."""
+    block = bytes(4 * MB)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as archive:
+        if shape == "one entry":
+            with archive.open("zeros.bin", "w", force_zip64=True) as entry:
+                for _ in range(expanded // len(block)):
+                    entry.write(block)
+        elif shape == "many entries":
+            for number in range(expanded // len(block)):
+                archive.writestr(f"zeros-{number}.bin", block)
+        else:  # "many zips"
+            stored = zip_of("zeros.bin", block, zipfile.ZIP_STORED)
+            for number in range(expanded // len(block)):
+                archive.writestr(f"zeros-{number}.zip", stored)
+    if shape == "many zips":  # those zips are the third level
+        path.write_bytes(zip_of("inner.zip", inner.getvalue()))
+    else:
+        path.write_bytes(zip_of("middle.zip", zip_of("inner.zip", inner.getvalue())))
+
+
+@pytest.mark.parametrize("shape", ["one entry", "many entries", "many zips"])
+def test_a_nested_zip_bomb_is_removed_once_past_the_budget(tmp_path: Path, shape: str) -> None:
+    zip_bomb(tmp_path / "bomb.zip", shape)
+    assert (tmp_path / "bomb.zip").stat().st_size < 2 * MB
+    (tmp_path / "notes.txt").write_text(f"token {SECRET}\n", encoding="utf-8")
+    redacted = redact_folder(tmp_path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60))
+    assert redacted == Redacted(changed=[tmp_path / "notes.txt"], dropped=[
+        (tmp_path / "bomb.zip", "expands past 8 MB while searching its archives for secrets")])
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "token [secret]\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]  # no temporary file left
+
+
+def test_the_budget_counts_what_an_embedded_zip_decodes_to(tmp_path: Path) -> None:
+    # Not even a zip (searched as binary once decoded): only the decoding counts here.
+    encoded = base64.b64encode(b"noise" + os.urandom(2 * MB)).decode()
+    path = tmp_path / "index.html"
+    path.write_text(f"<p>{SECRET}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                    f"{encoded}</template>", encoding="utf-8")
+    with pytest.raises(Unredactable) as raised:
+        redact_file(path, [SECRET], Limits(max_expanded_bytes=1 * MB, seconds=60))
+    assert raised.value.reason == "expands past 1 MB while searching its archives for secrets"
+    assert list(tmp_path.iterdir()) == []
+    path.write_text(f"<p>{SECRET}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                    f"{encoded}</template>", encoding="utf-8")
+    assert redact_file(path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60))
+    assert SECRET_PREFIX.encode() not in path.read_bytes() and list(tmp_path.iterdir()) == [path]
+
+
+def test_past_the_deadline_every_file_is_removed(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text(SECRET, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("nothing secret", encoding="utf-8")
+    make_zip(tmp_path / "sub" / "trace.zip", [("test.trace", b"clean", zipfile.ZIP_DEFLATED)])
+    redacted = redact_folder(tmp_path, [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=0))
+    assert redacted == Redacted(changed=[], dropped=[
+        (tmp_path / name, "redaction took longer than 0 s") for name in ["a.txt", "b.txt", "sub/trace.zip"]])
+    assert [path for path in tmp_path.rglob("*") if not path.is_dir()] == []
+
+
+def test_a_deadline_passed_at_any_point_leaves_no_unredacted_nor_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline is checked at every read: let it pass at each of them in turn (a clock that
+    ticks once per look), in a folder with a zip in a zip and an index.html with an embedded zip.
+    Every file is then redacted or removed, and no temporary file is left, whatever was under way."""
+    monkeypatch.setattr(redact, "CHUNK", 1024)
+    filler = "x" * 5_000
+    report = zip_of("report.json", json.dumps({"title": SECRET, "filler": filler}).encode())
+    files = {
+        "trace.zip": zip_of("inner.zip", zip_of("b.txt", f"{filler} {SECRET}".encode())),
+        "index.html": f"<p>{filler}</p><template id=\"playwrightReportBase64\">data:application/zip;base64,"
+                      f"{base64.b64encode(report).decode()}</template>".encode(),
+        "log.txt": f"{SECRET} {filler}".encode(),
+    }
+    ticks = 0
+
+    def clock() -> float:
+        nonlocal ticks
+        ticks += 1
+        return float(ticks)
+
+    monkeypatch.setattr(redact, "time", types.SimpleNamespace(monotonic=clock))
+
+    def redact_after(seconds: float) -> Redacted:
+        nonlocal ticks
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        (tmp_path / "run").mkdir()
+        for name, data in files.items():
+            (tmp_path / "run" / name).write_bytes(data)
+        ticks = 0
+        return redact_folder(tmp_path / "run", [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=seconds))
+
+    assert redact_after(10_000).changed == [tmp_path / "run" / name for name in ["index.html", "log.txt", "trace.zip"]]
+    looks = ticks
+    assert looks > 50  # enough reads to stop at (a clock read for the deadline, then one per read)
+    for seconds in range(looks):
+        redacted = redact_after(seconds)
+        assert redacted.dropped and all(reason == f"redaction took longer than {seconds} s"
+                                        for _, reason in redacted.dropped)
+        kept = sorted(path.name for path in (tmp_path / "run").iterdir())
+        assert kept == sorted(path.name for path in redacted.changed), seconds  # no temporary file either
+        assert leaks(tmp_path / "run") == [], seconds
+
+
+def nested(depth: int, data: bytes) -> bytes:
+    """`data` in a zip in a zip..., `depth` zips in all."""
+    for level in range(depth):
+        data = zip_of(f"level-{depth - level}" + (".zip" if level else ".txt"), data)
+    return data
+
+
+def test_archives_nested_deeper_than_max_depth_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "three.zip").write_bytes(nested(3, SECRET.encode()))
+    (tmp_path / "four.zip").write_bytes(nested(4, SECRET.encode()))
+    redacted = redact_folder(tmp_path, [SECRET])
+    assert redacted == Redacted(changed=[tmp_path / "three.zip"],
+                                dropped=[(tmp_path / "four.zip", "archives nested deeper than 3")])
+    assert list(opened("three.zip", (tmp_path / "three.zip").read_bytes()))[-1] == (
+        "three.zip!level-1.zip!level-2.zip!level-3.txt", b"[secret]")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["three.zip"]
+    (tmp_path / "three.zip").write_bytes(nested(3, SECRET.encode()))
+    with pytest.raises(Unredactable, match="^three.zip: archives nested deeper than 2$"):
+        redact_file(tmp_path / "three.zip", [SECRET], Limits(max_expanded_bytes=8 * MB, seconds=60, max_depth=2))
+    assert not (tmp_path / "three.zip").exists()
 
 
 # --- a real report -------------------------------------------------------------------------------
@@ -314,7 +495,7 @@ def redacted_report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     report = tmp_path_factory.mktemp("redacted") / "report"
     shutil.copytree(run_dir / "report", report)
     started = time.perf_counter()
-    redact_folder(report, [SECRET, "unused secret"])
+    assert redact_folder(report, [SECRET, "unused secret"]).dropped == []
     print(f"redacting the report took {time.perf_counter() - started:.3f} s")
     return report
 
