@@ -4,20 +4,26 @@ never stored or served, from S3 or from the local disk. The real way: request, q
 `playwright test`, worker, storage, report proxy."""
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 
 from supertest import config
 from supertest.storage import LocalReports
 from tests.conftest import ProcfileProcess, make_app, start_worker
 from tests.helpers import start_run, wait_for_run
 from tests.s3server import S3Server
+from tests.test_redact import opened
 
 # Top-level code of a spec runs in Playwright's runner process too (it loads the file to list its
 # tests); there, an exit handler runs once the HTML report is written, just before the process ends,
@@ -141,3 +147,58 @@ def test_a_report_already_on_disk_serves_regular_files_only(tmp_path: Path, root
         assert store.open(f"run-1/report/{name}", None) is None, name
     (tmp_path / "run-2").symlink_to(tmp_path / "run-1")  # a linked run folder, too
     assert store.open("run-2/report/data/trace.zip", None) is None
+
+
+# An attachment of a few kilobytes that unpacks to 1.25 GiB: zeros in a zip, in a zip, in a zip.
+BOMB_ATTACHED = """import { test } from '@playwright/test';
+
+test('attaches a bomb beside its secret', async ({}, testInfo) => {
+  await testInfo.attach('bomb.zip', { body: Buffer.from('__BOMB__', 'base64'), contentType: 'application/zip' });
+  await testInfo.attach('note.txt', { body: `the secret is ${process.env.BOMB_SECRET}`, contentType: 'text/plain' });
+});
+"""
+
+
+def zip_bomb(size: int) -> bytes:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("zeros.bin", "w", force_zip64=True) as entry:
+            chunk = bytes(16 << 20)
+            for _ in range(size // len(chunk)):
+                entry.write(chunk)
+    data = inner.getvalue()
+    for layer in range(2):
+        outer = io.BytesIO()
+        with zipfile.ZipFile(outer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(f"layer{layer}.zip", data)
+        data = outer.getvalue()
+    return data
+
+
+def test_a_zip_bomb_attached_while_a_secret_is_set_is_dropped_and_the_run_ends_with_its_results(
+        client: FlaskClient, worker: ProcfileProcess, s3: S3Server, settings: dict[str, str]) -> None:
+    """Redaction opens archives to look for secrets; one that would unpack past REDACT_MAX_MB
+    (1024 MB by default) is dropped from the report, named, and never stored."""
+    bomb = zip_bomb(1280 << 20)
+    assert len(bomb) < 8192
+    secret = "bomb-secret-" + uuid.uuid4().hex[:12]
+    assert client.post("/api/variables", json={"name": "BOMB_SECRET", "value": secret, "secret": True}).status_code == 201
+    try:
+        script = BOMB_ATTACHED.replace("__BOMB__", base64.b64encode(bomb).decode())
+        run = wait_for_run(client, start_run(client, script, "attaches a zip bomb")["runId"])
+    finally:
+        client.delete("/api/variables/BOMB_SECRET")
+    assert run["status"] == "passed", run
+    message = run["errorMessage"] or ""
+    assert message.startswith("Dropped from this run's report while removing secrets: "), message
+    # The bomb, and the trace that holds it as a resource (a zip nested one level deeper).
+    dropped = dict(re.findall(r"(report/data/\w+\.zip) \(([^)]*)\)", message))
+    assert "expands past 1024 MB while searching its archives for secrets" in dropped.values(), message
+    assert f"run {run['id']}: dropped while removing secrets: " in worker.log()
+    keys = s3.keys(settings["S3_TEST_BUCKET_NAME"], f"{run['id']}/")
+    assert f"{run['id']}/report/index.html" in keys and not [path for path in dropped if f"{run['id']}/{path}" in keys]
+    objects = s3.client()
+    files = [item for key in keys
+             for item in opened(key, objects.get_object(Bucket=settings["S3_TEST_BUCKET_NAME"], Key=key)["Body"].read())]
+    assert [name for name, data in files if b"the secret is [secret]" in data]  # the note, in the report's data
+    assert not [name for name, data in files if secret.encode() in data]

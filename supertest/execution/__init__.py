@@ -87,7 +87,7 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
     collected = _collect(run, space, config)
-    dropped = _redact(space.kept, secrets, config)
+    dropped = _redact(run, space.kept, secrets, config)
     report = results.read_report(space.kept / RESULTS, space.run_dir)
     status, message = _verdict(outcome, report, space.run_dir, run.timeout_ms)
     notes = [message, collected.summary(), dropped]
@@ -137,11 +137,18 @@ def _collect(run: Run, space: Workspace, config: Any) -> collect.Collected:
     return collected
 
 
-def _redact(kept: Path, secrets: list[str], config: Any) -> str | None:
-    """Secrets out of everything the run keeps, before any of it is read, stored or uploaded."""
-    redact.redact_file(kept / RESULTS, secrets)
-    redact.redact_folder(kept / "report", secrets)
-    return None
+def _redact(run: Run, kept: Path, secrets: list[str], config: Any) -> str | None:
+    """Secrets out of everything the run keeps, before any of it is read, stored or uploaded.
+    A file past the limits is dropped, never kept unredacted; returns what to tell the user of it."""
+    limits = redact.Limits(config["REDACT_MAX_MB"] * collect.MB, config["REDACT_SECONDS"])
+    dropped = redact.redact_folder(kept, secrets, limits).dropped
+    if not dropped:
+        return None
+    named = [(path.relative_to(kept).as_posix(), why) for path, why in dropped]
+    log.warning("run %s: dropped while removing secrets: %s", run.id, "; ".join(f"{p} ({why})" for p, why in named))
+    return ("Dropped from this run's report while removing secrets: " +
+            "; ".join(f"{path} ({why})" for path, why in named[:10]) +
+            (f"; and {len(named) - 10} more" if len(named) > 10 else "") + ".")
 
 
 def _store(run: Run, report: Path) -> str | None:
