@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -13,6 +14,8 @@ from supertest.extensions import db
 from supertest import models
 
 SCRIPT = "import { test } from '@playwright/test'; test('t', async () => {});"
+# Moved by merely using a token or signing in; everything else in the database must stay as it was.
+MOVES_ON_USE = {"last_used_at", "last_login_at"}
 
 
 def counts(app: Flask) -> tuple[int, int]:
@@ -102,3 +105,53 @@ def test_blank_script_in_the_playground_form_explains_itself(app: Flask, client:
     assert response.status_code == 422
     assert "script must not be empty" in response.get_data(as_text=True)
     assert counts(app) == before
+
+
+def stored(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table (but the columns in MOVES_ON_USE): what "nothing was stored" compares."""
+    with app.app_context():
+        return {table.name: sorted((tuple(row) for row in db.session.execute(
+                    select(*[column for column in table.columns if column.name not in MOVES_ON_USE]))), key=repr)
+                for table in db.metadata.sorted_tables}
+
+
+@pytest.fixture(scope="module")
+def existing(app: Flask) -> dict[str, str]:
+    """A saved test, a job running it, a plain variable and a secret: what the PUT rows try to change."""
+    client = app.test_client()
+    test = client.post("/api/tests", json={"title": "kept as it is", "script": SCRIPT, "description": "kept"})
+    job = client.post("/api/jobs", json={"name": "kept as it is", "description": "kept",
+                                         "testIds": [test.get_json()["id"]]})
+    suffix = uuid.uuid4().hex[:6].upper()
+    for name, secret in ((f"PLAIN_{suffix}", False), (f"SECRET_{suffix}", True)):
+        assert client.post("/api/variables", json={"name": name, "value": "kept-value", "secret": secret}
+                           ).status_code == 201
+    return {"test": test.get_json()["id"], "job": job.get_json()["id"], "plain": f"PLAIN_{suffix}",
+            "secret": f"SECRET_{suffix}"}
+
+
+# method, path ({test}, {job}, {plain}, {secret} name the rows of `existing`), body (a dict is sent as
+# JSON, bytes as they are, None for no body), and the status, error code and details.field expected.
+BAD_INPUT = [
+    pytest.param("POST", "/api/variables", {"name": "ABC\n", "value": "x"}, 422, "validation_error", "name",
+                 id="variable name with a final newline"),
+    pytest.param("POST", "/api/variables", {"name": "\nABC", "value": "x"}, 422, "validation_error", "name",
+                 id="variable name with a leading newline"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code", "field"), BAD_INPUT)
+def test_bad_input_is_refused_and_stores_nothing(
+    app: Flask, client: FlaskClient, existing: dict[str, str], method: str, path: str, body: dict[str, Any] | bytes | None,
+    status: int, code: str, field: str | None,
+) -> None:
+    before = stored(app)
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    response = client.open(path.format(**existing), method=method, data=data,
+                           content_type="application/json" if data is not None else None)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    error = response.get_json()["error"]
+    assert (error["code"], error.get("details", {}).get("field")) == (code, field), error
+    assert error["message"]
+    assert stored(app) == before

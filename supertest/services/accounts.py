@@ -18,8 +18,9 @@ from supertest.services.validation import ValidationError
 
 MIN_PASSWORD = 10
 LAST_USED_PRECISION = timedelta(minutes=1)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# Both checked with fullmatch, never `match` with `$`, which lets a final newline through.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 
 @functools.cache
@@ -46,7 +47,7 @@ def list_users() -> list[User]:
 
 def create_user(email: str, password: str, admin: bool = False) -> User:
     email = email.strip().lower()
-    if not EMAIL.match(email) or len(email) > 254:
+    if not EMAIL.fullmatch(email) or len(email) > 254:
         raise ValidationError("email must look like name@example.com", "email")
     if len(password) < MIN_PASSWORD:
         raise ValidationError(f"password must be at least {MIN_PASSWORD} characters long", "password")
@@ -94,7 +95,7 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 def user_for_token(presented: str) -> User | None:
     """The active user a live token belongs to, or None for a made-up, revoked or malformed one."""
-    match = TOKEN.match(presented.strip())
+    match = TOKEN.fullmatch(presented.strip())
     if match is None:
         return None
     token = db.session.scalar(select(ApiToken).where(ApiToken.lookup == match[1]))

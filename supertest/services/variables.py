@@ -10,7 +10,8 @@ from supertest.extensions import db
 from supertest.models import Variable
 from supertest.services.validation import ValidationError
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# Checked with fullmatch: `$` after `match` would also accept a name ending in a newline.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 # The runner sets these itself; a variable may not change how Playwright or the sandbox runs.
 RESERVED = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "CI", "FORCE_COLOR", "PLAYWRIGHT_BROWSERS_PATH"})
 RESERVED_PREFIXES = ("NODE_", "PLAYWRIGHT_", "PW_", "LD_", "DEBUG")
@@ -25,7 +26,7 @@ def list_all() -> list[Variable]:
 
 def get(name: str) -> Variable | None:
     """The variable of that name; None for a name no variable could have, without a query."""
-    return db.session.scalar(select(Variable).where(Variable.name == name)) if NAME.match(name) else None
+    return db.session.scalar(select(Variable).where(Variable.name == name)) if NAME.fullmatch(name) else None
 
 
 def for_run() -> tuple[dict[str, str], list[str]]:
@@ -36,7 +37,7 @@ def for_run() -> tuple[dict[str, str], list[str]]:
 
 def create(data: dict[str, Any]) -> Variable:
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationError("name must be letters, digits and underscores, not starting with a digit "
                               "(at most 100)", "name")
     if name.upper() in RESERVED or name.upper().startswith(RESERVED_PREFIXES):
