@@ -12,10 +12,14 @@ from sqlalchemy import func, select
 
 from supertest.extensions import db
 from supertest import models
+from supertest.services.validation import json_depth
 
 SCRIPT = "import { test } from '@playwright/test'; test('t', async () => {});"
 # Moved by merely using a token or signing in; everything else in the database must stay as it was.
 MOVES_ON_USE = {"last_used_at", "last_login_at"}
+# json.loads recursed once per level of these, and ended in RecursionError: a 500 on every JSON endpoint.
+DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
+DEEP_OBJECT = b'{"a":' * 5_000 + b"1" + b"}" * 5_000
 
 
 def counts(app: Flask) -> tuple[int, int]:
@@ -55,6 +59,26 @@ def test_bad_playground_request_is_refused_and_saves_nothing(
     if code:
         assert error["code"] == code
     assert counts(app) == before
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    (b"{}", 1),
+    (b'{"a": [1, {"b": []}], "c": {}}', 4),
+    (b'{"script": "[[[{{{ \\" ]]] \\\\"}', 1),  # brackets and escaped quotes inside a string
+    (b'["\\\\", ["]"]]', 2),  # a string that ends in an escaped backslash
+    (b'{"a": "\xc3\xa9[", "b": [[]]}', 3),
+    (DEEP_ARRAY, 100_000),
+    (b"[" * 100_000, 100_000),  # unclosed: refused as too deep, and it is not JSON either
+])
+def test_json_depth_counts_brackets_outside_strings(text: bytes, depth: int) -> None:
+    assert json_depth(text) == depth
+
+
+def test_a_script_full_of_brackets_is_not_too_deep(app: Flask, client: FlaskClient) -> None:
+    script = SCRIPT + "\n// " + "{[" * 5_000
+    response = client.post("/api/tests", json={"script": script, "title": "brackets in a string"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert client.delete(f"/api/tests/{response.get_json()['id']}").status_code == 200
 
 
 def test_script_just_over_the_configured_limit_is_413(app: Flask, client: FlaskClient) -> None:
@@ -130,6 +154,16 @@ def existing(app: Flask) -> dict[str, str]:
             "secret": f"SECRET_{suffix}"}
 
 
+
+
+def nested(levels: int) -> list[Any]:
+    """A list nested `levels` deep (1: [])."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 # method, path ({test}, {job}, {plain}, {secret} name the rows of `existing`), body (a dict is sent as
 # JSON, bytes as they are, None for no body), and the status, error code and details.field expected.
 BAD_INPUT = [
@@ -137,6 +171,19 @@ BAD_INPUT = [
                  id="variable name with a final newline"),
     pytest.param("POST", "/api/variables", {"name": "\nABC", "value": "x"}, 422, "validation_error", "name",
                  id="variable name with a leading newline"),
+    *(pytest.param(method, path, body, 400, "invalid_json", None, id=f"deeply nested {kind}: {method} {path}")
+      for method, path in [("POST", "/api/test"), ("POST", "/api/tests"), ("PUT", "/api/tests/{test}"),
+                           ("POST", "/api/jobs"), ("PUT", "/api/jobs/{job}"), ("POST", "/api/jobs/run"),
+                           ("POST", "/api/variables"), ("PUT", "/api/variables/{plain}")]
+      for kind, body in [("arrays", DEEP_ARRAY), ("objects", DEEP_OBJECT)]),
+    pytest.param("POST", "/api/tests", {"script": SCRIPT, "title": nested(64)}, 400, "invalid_json", None,
+                 id="65 levels (the body's object and 64 lists)"),
+    pytest.param("POST", "/api/tests", {"script": SCRIPT, "title": nested(63)}, 422, "validation_error", "title",
+                 id="64 levels are parsed, and the field is refused for itself"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "retries": NaN}', 400, "invalid_json", None,
+                 id="NaN is not JSON"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "timeoutMs": -Infinity}', 400, "invalid_json", None,
+                 id="-Infinity is not JSON"),
 ]
 
 

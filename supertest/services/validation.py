@@ -1,10 +1,11 @@
 """Checks on what users send, with messages that name the field."""
 from __future__ import annotations
 
-import uuid
 import dataclasses
+import json
 import re
-from typing import Any
+import uuid
+from typing import Any, NoReturn
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
@@ -12,6 +13,11 @@ MAX_RETRIES = 5
 MAX_JOB_TESTS = 200
 MAX_TIMEOUT_MS = 6 * 3600 * 1000
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
+# No request of ours nests more than a few levels; json.loads recurses once per level, so a body of
+# 100,000 brackets ends in RecursionError (a 500) unless it is refused before parsing.
+MAX_JSON_DEPTH = 64
+# A whole JSON string (escapes included, so that brackets and quotes inside it are skipped), or a bracket.
+JSON_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 @dataclasses.dataclass
@@ -21,6 +27,46 @@ class ValidationError(Exception):
     status: int = 422
     code: str = "validation_error"
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request body holds; a 400 ValidationError that says what is wrong otherwise.
+
+    The one place request bodies are parsed, so that every JSON endpoint refuses the same things."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("the request body must be UTF-8", status=400, code="invalid_encoding") from None
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValidationError(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+                              status=400, code="invalid_json")
+    try:
+        data = json.loads(text, parse_constant=_not_json)
+    except ValueError as error:
+        raise ValidationError(f"the request body is not valid JSON: {error}", status=400, code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object", status=400, code="invalid_json")
+    return data
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text: brackets counted outside strings only, in one
+    pass and without recursion. Exact for valid JSON; for invalid JSON any answer will do, as json.loads
+    refuses it anyway."""
+    depth = deepest = 0
+    for token in JSON_STRING_OR_BRACKET.finditer(raw):
+        opening = token[0]
+        if opening in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif opening in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _not_json(constant: str) -> NoReturn:
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON and which no field accepts.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def script_and_title(data: dict[str, Any], max_bytes: int) -> tuple[str, str]:
