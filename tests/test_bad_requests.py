@@ -74,6 +74,14 @@ def test_json_depth_counts_brackets_outside_strings(text: bytes, depth: int) -> 
     assert json_depth(text) == depth
 
 
+def test_a_surrogate_pair_is_text(app: Flask, client: FlaskClient) -> None:
+    body = b'{"script": "x", "title": "\\ud83d\\ude00 \xf0\x9f\x98\x80"}'  # an emoji escaped, and as UTF-8
+    response = client.post("/api/tests", data=body, content_type="application/json")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.get_json()["title"] == "\U0001F600 \U0001F600"
+    assert client.delete(f"/api/tests/{response.get_json()['id']}").status_code == 200
+
+
 def test_a_script_full_of_brackets_is_not_too_deep(app: Flask, client: FlaskClient) -> None:
     script = SCRIPT + "\n// " + "{[" * 5_000
     response = client.post("/api/tests", json={"script": script, "title": "brackets in a string"})
@@ -184,6 +192,29 @@ BAD_INPUT = [
                  id="NaN is not JSON"),
     pytest.param("POST", "/api/jobs", b'{"name": "j", "timeoutMs": -Infinity}', 400, "invalid_json", None,
                  id="-Infinity is not JSON"),
+    # A lone surrogate parsed, then could not be encoded as UTF-8 to be stored: a 500.
+    pytest.param("POST", "/api/test", b'{"script": "x\\ud800"}', 400, "invalid_encoding", "script",
+                 id="lone surrogate in a playground script"),
+    pytest.param("POST", "/api/test", b'{"script": "x", "title": "\\udc00 t"}', 400, "invalid_encoding", "title",
+                 id="lone low surrogate in a title"),
+    pytest.param("POST", "/api/tests", b'{"script": "x", "description": "\\ud83d"}', 400, "invalid_encoding",
+                 "description", id="half an emoji in a description"),
+    pytest.param("PUT", "/api/tests/{test}", b'{"title": "\\ude00\\ud83d"}', 400, "invalid_encoding", "title",
+                 id="an emoji's halves in the wrong order"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j\\ud800"}', 400, "invalid_encoding", "name",
+                 id="lone surrogate in a job name"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "testIds": ["\\ud800"]}', 400, "invalid_encoding",
+                 "testIds[0]", id="lone surrogate in a list"),
+    pytest.param("POST", "/api/jobs/run", b'{"jobId": "\\ud800"}', 400, "invalid_encoding", "jobId",
+                 id="lone surrogate in an id"),
+    pytest.param("POST", "/api/variables", b'{"name": "SURROGATE", "value": "\\udfff"}', 400, "invalid_encoding",
+                 "value", id="lone surrogate in a variable's value"),
+    pytest.param("PUT", "/api/variables/{secret}", b'{"value": "long enough \\ud800"}', 400, "invalid_encoding",
+                 "value", id="lone surrogate in a secret"),
+    pytest.param("POST", "/api/test", b'{"script": "x", "\\ud800": {"a": 1}}', 400, "invalid_encoding",
+                 "\\ud800", id="lone surrogate in a key nobody reads"),
+    pytest.param("POST", "/api/test", b'{"script": "x", "extra": {"deeper": [1, "\\ud800"]}}', 400,
+                 "invalid_encoding", "extra.deeper[1]", id="lone surrogate deep in a field nobody reads"),
 ]
 
 

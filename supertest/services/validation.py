@@ -18,6 +18,9 @@ FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 MAX_JSON_DEPTH = 64
 # A whole JSON string (escapes included, so that brackets and quotes inside it are skipped), or a bracket.
 JSON_STRING_OR_BRACKET = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
+# json.loads joins a surrogate pair into one character; what is left is an escape like \ud800 alone,
+# which is not text: it cannot be encoded as UTF-8 to be stored, sent on, or even logged.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclasses.dataclass
@@ -46,7 +49,35 @@ def json_object(raw: bytes) -> dict[str, Any]:
         raise ValidationError(f"the request body is not valid JSON: {error}", status=400, code="invalid_json") from None
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object", status=400, code="invalid_json")
+    where = lone_surrogate_in(data)
+    if where is not None:
+        raise ValidationError(f"{where} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                              "which is not Unicode text", where, status=400, code="invalid_encoding")
     return data
+
+
+def lone_surrogate_in(data: dict[str, Any]) -> str | None:
+    """Where the first string (key or value) with a lone surrogate is, as a path like `testIds[2]`;
+    None when there is none. Checked once for the whole body, so that no field can carry one."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:  # a loop, not recursion, though json_object has already bounded the depth
+        where, value = pending.pop()
+        if isinstance(value, str) and LONE_SURROGATE.search(value):
+            return where
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                path = f"{where}.{_printable(key)}" if where else _printable(key)
+                if LONE_SURROGATE.search(key):
+                    return path
+                pending.append((path, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _printable(key: str) -> str:
+    # A path into the body goes into the error message, which must itself be encodable.
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def json_depth(raw: bytes) -> int:
