@@ -215,6 +215,18 @@ BAD_INPUT = [
                  "\\ud800", id="lone surrogate in a key nobody reads"),
     pytest.param("POST", "/api/test", b'{"script": "x", "extra": {"deeper": [1, "\\ud800"]}}', 400,
                  "invalid_encoding", "extra.deeper[1]", id="lone surrogate deep in a field nobody reads"),
+    # A secret of spaces was accepted, then blanked every indent of that width in error snippets.
+    pytest.param("POST", "/api/variables", {"name": "BLANK", "value": " " * 8, "secret": True}, 422,
+                 "validation_error", "value", id="secret of 8 spaces"),
+    pytest.param("POST", "/api/variables", {"name": "BLANK", "value": " \t\n\r\u00a0\u2003\u3000 " * 20,
+                                            "secret": True}, 422, "validation_error", "value",
+                 id="secret of 160 whitespace characters of all kinds"),
+    pytest.param("POST", "/api/variables", {"name": "MOSTLY_BLANK", "value": "a1" + " " * 30 + "b2c3d", "secret": True},
+                 422, "validation_error", "value", id="secret of 7 characters among spaces"),
+    pytest.param("PUT", "/api/variables/{secret}", {"value": "\n" * 40}, 422, "validation_error", "value",
+                 id="secret replaced with blank lines"),
+    pytest.param("PUT", "/api/variables/{plain}", {"value": "        ", "secret": True}, 422, "validation_error",
+                 "value", id="made secret with a blank value"),
 ]
 
 

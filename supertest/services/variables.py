@@ -16,7 +16,8 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 RESERVED = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "CI", "FORCE_COLOR", "PLAYWRIGHT_BROWSERS_PATH"})
 RESERVED_PREFIXES = ("NODE_", "PLAYWRIGHT_", "PW_", "LD_", "DEBUG")
 MAX_VALUE_CHARS = 8192
-# Shorter secrets would match all over a report, redacting it into nonsense.
+# Shorter secrets would match all over a report, redacting it into nonsense. Whitespace does not count:
+# a secret of 8 spaces blanked every 8-space indent of the code snippets in error messages.
 MIN_SECRET_CHARS = 8
 
 
@@ -81,6 +82,7 @@ def _value(value: Any, secret: bool) -> str:
         raise ValidationError("value must be a string", "value")
     if len(value) > MAX_VALUE_CHARS or "\x00" in value:
         raise ValidationError(f"value must be at most {MAX_VALUE_CHARS} characters, without NUL", "value")
-    if secret and len(value) < MIN_SECRET_CHARS:
-        raise ValidationError(f"a secret must be at least {MIN_SECRET_CHARS} characters long", "value")
+    if secret and len("".join(value.split())) < MIN_SECRET_CHARS:
+        raise ValidationError(f"a secret must have at least {MIN_SECRET_CHARS} characters that are not spaces "
+                              "or other whitespace", "value")
     return value
