@@ -82,6 +82,12 @@ def test_a_surrogate_pair_is_text(app: Flask, client: FlaskClient) -> None:
     assert client.delete(f"/api/tests/{response.get_json()['id']}").status_code == 200
 
 
+def test_a_null_description_is_an_empty_one(client: FlaskClient) -> None:
+    created = client.post("/api/tests", json={"script": SCRIPT, "description": None})
+    assert created.status_code == 201 and created.get_json()["description"] == ""
+    assert client.delete(f"/api/tests/{created.get_json()['id']}").status_code == 200
+
+
 def test_a_script_full_of_brackets_is_not_too_deep(app: Flask, client: FlaskClient) -> None:
     script = SCRIPT + "\n// " + "{[" * 5_000
     response = client.post("/api/tests", json={"script": script, "title": "brackets in a string"})
@@ -227,6 +233,49 @@ BAD_INPUT = [
                  id="secret replaced with blank lines"),
     pytest.param("PUT", "/api/variables/{plain}", {"value": "        ", "secret": True}, 422, "validation_error",
                  "value", id="made secret with a blank value"),
+    # description: false was stored as "" (`or ""`) where title: false was refused. null is an empty description.
+    *(pytest.param(method, path, {**body, "description": wrong}, 422, "validation_error", "description",
+                   id=f"description {json.dumps(wrong)}: {method} {path}")
+      for method, path, body in [("POST", "/api/tests", {"script": SCRIPT}), ("PUT", "/api/tests/{test}", {}),
+                                 ("POST", "/api/jobs", {"name": "j"}), ("PUT", "/api/jobs/{job}", {})]
+      for wrong in (False, 0, [], {})),
+    # The same type checks on every other field; each of these was already refused, and must stay so.
+    *(pytest.param(method, path, body, 422, "validation_error", field, id=f"{field} {json.dumps(body[field])}: {method} {path}")
+      for method, path, field, body in [
+          ("POST", "/api/test", "title", {"script": SCRIPT, "title": False}),
+          ("POST", "/api/test", "script", {"script": True}),
+          ("PUT", "/api/tests/{test}", "title", {"title": 0}),
+          ("PUT", "/api/tests/{test}", "script", {"script": None}),
+          ("POST", "/api/jobs", "name", {"name": False}),
+          ("PUT", "/api/jobs/{job}", "name", {"name": 0}),
+          ("POST", "/api/jobs", "retries", {"name": "j", "retries": True}),
+          ("POST", "/api/jobs", "retries", {"name": "j", "retries": "1"}),
+          ("POST", "/api/jobs", "retries", {"name": "j", "retries": 1.0}),
+          ("POST", "/api/jobs", "retries", {"name": "j", "retries": 10**30}),
+          ("POST", "/api/jobs", "retries", {"name": "j", "retries": -1}),
+          ("PUT", "/api/jobs/{job}", "retries", {"retries": None}),
+          ("POST", "/api/jobs", "timeoutMs", {"name": "j", "timeoutMs": 1500.5}),
+          ("POST", "/api/jobs", "timeoutMs", {"name": "j", "timeoutMs": "60000"}),
+          ("POST", "/api/jobs", "timeoutMs", {"name": "j", "timeoutMs": False}),
+          ("POST", "/api/jobs", "testIds", {"name": "j", "testIds": None}),
+          ("POST", "/api/jobs", "testIds", {"name": "j", "testIds": [1]}),
+          ("POST", "/api/jobs", "testIds", {"name": "j", "testIds": "abc"}),
+          ("POST", "/api/jobs/run", "jobId", {"jobId": False}),
+          ("POST", "/api/variables", "name", {"name": 5, "value": "x"}),
+          ("POST", "/api/variables", "name", {"name": ["A"], "value": "x"}),
+          ("POST", "/api/variables", "value", {"name": "NOT_TEXT", "value": False}),
+          ("POST", "/api/variables", "value", {"name": "NOT_TEXT", "value": None}),
+          ("POST", "/api/variables", "secret", {"name": "NOT_BOOL", "value": "x", "secret": "true"}),
+          ("POST", "/api/variables", "secret", {"name": "NOT_BOOL", "value": "x", "secret": 1}),
+          ("PUT", "/api/variables/{plain}", "value", {"value": 12345678}),
+      ]),
+    # Numbers no field can hold: 1e400 parses as infinity, a 5,000-digit integer is past Python's limit.
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "retries": 1e400}', 422, "validation_error", "retries",
+                 id="retries 1e400"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "timeoutMs": -1e400}', 422, "validation_error", "timeoutMs",
+                 id="timeoutMs -1e400"),
+    pytest.param("POST", "/api/jobs", b'{"name": "j", "retries": 1' + b"0" * 5_000 + b"}", 400, "invalid_json", None,
+                 id="retries of 5,001 digits"),
 ]
 
 

@@ -114,7 +114,7 @@ def test_fields(data: dict[str, Any], max_bytes: int, current: dict[str, str] | 
     if "title" in data or current is None:
         fields["title"] = _title(data.get("title"), fields["script"])
     if "description" in data or current is None:
-        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+        fields["description"] = _optional_text(data.get("description"), "description", MAX_DESCRIPTION_CHARS)
     return fields
 
 
@@ -127,7 +127,7 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
             raise ValidationError("name is required", "name")
         fields["name"] = _text(name, "name", MAX_TITLE_CHARS)
     if "description" in data or current is None:
-        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+        fields["description"] = _optional_text(data.get("description"), "description", MAX_DESCRIPTION_CHARS)
     if "retries" in data or current is None:
         retries = data.get("retries", 0)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
@@ -164,6 +164,12 @@ def _title(title: Any, script: str) -> str:
     if title is None or (isinstance(title, str) and not title.strip()):
         return default_title(script)
     return _text(title, "title", MAX_TITLE_CHARS)
+
+
+def _optional_text(value: Any, field: str, limit: int) -> str:
+    """null is an empty text; any other value that is not a string (false, 0, []) is refused, where
+    `value or ""` used to store it as empty."""
+    return "" if value is None else _text(value, field, limit)
 
 
 def _text(value: Any, field: str, limit: int) -> str:
