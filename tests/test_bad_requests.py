@@ -1,6 +1,7 @@
 """Bad input gets a 4xx JSON error in API.md's shape, and creates no run."""
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -123,12 +124,23 @@ def test_unknown_and_malformed_ids_get_404_json(client: FlaskClient, url: str) -
     assert response.get_json()["error"]["code"] in ("not_found",)
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=abc", "limit=1000", "cursor=garbage!", "status=weird",
-                                   "testId=123"])
+def cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("query", [
+    "limit=0", "limit=abc", "limit=1000", "limit=1e3", "limit=2.5", "limit=-1", "limit=" + "9" * 5_000, "limit=%00",
+    "cursor=garbage!", "cursor=%00", "cursor=%ED%A0%80",
+    "cursor=" + cursor("2024-01-01T00:00:00+00:00|x\x00y"),  # a NUL in the id: a 500 on PostgreSQL
+    "cursor=" + cursor(f"2024-01-01T00:00:00+00:00|{uuid.uuid4()}\n"),
+    "cursor=" + cursor(f"not a time|{uuid.uuid4()}"),
+    "status=weird", "status=%00", "testId=123", "jobId=%00",
+])
 def test_bad_list_parameters_get_400(client: FlaskClient, query: str) -> None:
     response = client.get(f"/api/runs?{query}")
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_parameter"
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert (error["code"], error["details"]["field"]) == ("invalid_parameter", query.split("=")[0])
 
 
 def test_wrong_method_is_json_too(client: FlaskClient) -> None:
