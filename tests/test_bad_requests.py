@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from supertest.extensions import db
 from supertest import models
 from supertest.services.validation import json_depth
+from tests.test_auth import csrf_of, new_user, signed_in
 
 SCRIPT = "import { test } from '@playwright/test'; test('t', async () => {});"
 # Moved by merely using a token or signing in; everything else in the database must stay as it was.
@@ -305,4 +306,49 @@ def test_bad_input_is_refused_and_stores_nothing(
     error = response.get_json()["error"]
     assert (error["code"], error.get("details", {}).get("field")) == (code, field), error
     assert error["message"]
+    assert stored(app) == before
+
+
+NUL_CURSOR = base64.urlsafe_b64encode(b"2024-01-01T00:00:00+00:00|x\x00y").decode()
+
+
+# The pages' forms, sent by a signed-in administrator (or, for /login, by nobody): path, form (None for
+# a GET), and the status expected. Each of these was a 500 on PostgreSQL or on both databases.
+BAD_FORMS = [
+    pytest.param("/tokens", {"name": "ci\x00token"}, 422, id="token name with a NUL"),
+    pytest.param("/tokens", {"name": "ci\ttoken"}, 422, id="token name with a tab"),
+    pytest.param("/users", {"email": "nul\x00@example.com", "password": "long enough password"}, 422,
+                 id="email with a NUL"),
+    pytest.param("/login", {"email": "nul\x00@example.com", "password": "long enough password"}, 401,
+                 id="signing in with a NUL in the email"),
+    pytest.param("/jobs/new", {"name": "j", "retries": "0", "minutes": "inf"}, 422, id="job time limit inf"),
+    pytest.param("/jobs/new", {"name": "j", "retries": "0", "minutes": "1e400"}, 422, id="job time limit 1e400"),
+    pytest.param("/jobs/new", {"name": "j", "retries": "0", "minutes": "nan"}, 422, id="job time limit nan"),
+    # A move button with a position that is no position: the form comes back as it was, nothing saved.
+    pytest.param("/jobs/new", {"name": "j", "action": "up:\u00b2", "testIds": [str(uuid.uuid4())]}, 200,
+                 id="moving the test at position superscript two"),
+    pytest.param("/jobs/new", {"name": "j", "action": "down:" + "9" * 5_000, "testIds": [str(uuid.uuid4())]}, 200,
+                 id="moving the test at a position of 5,000 digits"),
+    pytest.param("/variables", {"name": "BLANK_SECRET", "value": " " * 12, "secret": "1"}, 422,
+                 id="secret of spaces"),
+    pytest.param(f"/runs?cursor={NUL_CURSOR}", None, 400, id="runs page with a NUL in the cursor's id"),
+    pytest.param(f"/jobs/{{job}}?cursor={NUL_CURSOR}", None, 400, id="a job's runs with a NUL in the cursor's id"),
+]
+
+
+@pytest.mark.parametrize(("path", "form", "status"), BAD_FORMS)
+def test_bad_form_input_is_refused_and_stores_nothing(
+    app: Flask, existing: dict[str, str], path: str, form: dict[str, Any] | None, status: int,
+) -> None:
+    if path == "/login":
+        browser = app.test_client(authorized=False)
+        csrf = csrf_of(browser.get("/login").get_data(as_text=True))
+    else:
+        browser, csrf = signed_in(app, new_user(app, admin=True))
+    before = stored(app)
+    if form is None:
+        response = browser.get(path.format(**existing))
+    else:
+        response = browser.post(path, data={**form, "csrf_token": csrf}, headers={"HX-Request": "true"})
+    assert response.status_code == status, response.get_data(as_text=True)[:2000]
     assert stored(app) == before

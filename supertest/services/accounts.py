@@ -18,8 +18,10 @@ from supertest.services.validation import ValidationError
 
 MIN_PASSWORD = 10
 LAST_USED_PRECISION = timedelta(minutes=1)
-# Both checked with fullmatch, never `match` with `$`, which lets a final newline through.
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+# Both checked with fullmatch, never `match` with `$`, which lets a final newline through. No control
+# characters in an email: PostgreSQL cannot even compare a string with a NUL in it.
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 
@@ -38,7 +40,9 @@ def get_user(user_id: str) -> User | None:
 
 
 def by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    """The user with that email; None for an email no account could have, without a query."""
+    email = email.strip().lower()
+    return db.session.scalar(select(User).where(User.email == email)) if EMAIL.fullmatch(email) else None
 
 
 def list_users() -> list[User]:
@@ -84,8 +88,8 @@ def set_active(user: User, active: bool) -> None:
 def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for `user`; the plain token is returned this once and never stored."""
     name = name.strip()
-    if not name or len(name) > 100:
-        raise ValidationError("a token needs a name of 1 to 100 characters", "name")
+    if not name or len(name) > 100 or CONTROL.search(name):
+        raise ValidationError("a token needs a name of 1 to 100 characters, without control characters", "name")
     lookup, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     token = ApiToken(user=user, name=name, lookup=lookup, secret_hash=_digest(secret))
     db.session.add(token)
