@@ -71,7 +71,13 @@ def test_bad_playground_request_is_refused_and_saves_nothing(
     (b'{"a": "\xc3\xa9[", "b": [[]]}', 3),
     (DEEP_ARRAY, 100_000),
     (b"[" * 100_000, 100_000),  # unclosed: refused as too deep, and it is not JSON either
+    # An unclosed string runs to the end; a string pattern that could fail was retried from every later
+    # quote, and took minutes over these.
+    (b'"\\' * 100_000, 0),
+    (b"[" * 65 + b'"\\' * 100_000, 65),
+    (b'{"a": "' + b'\\"[' * 100_000, 1),
 ])
+@pytest.mark.timeout(30)  # linear: each of these takes milliseconds; a quadratic pattern took minutes
 def test_json_depth_counts_brackets_outside_strings(text: bytes, depth: int) -> None:
     assert json_depth(text) == depth
 
@@ -203,6 +209,8 @@ BAD_INPUT = [
                            ("POST", "/api/jobs"), ("PUT", "/api/jobs/{job}"), ("POST", "/api/jobs/run"),
                            ("POST", "/api/variables"), ("PUT", "/api/variables/{plain}")]
       for kind, body in [("arrays", DEEP_ARRAY), ("objects", DEEP_OBJECT)]),
+    pytest.param("POST", "/api/test", b'{"script": "' + b'\\"' * 100_000, 400, "invalid_json", None,
+                 id="a string never closed, full of escaped quotes"),
     pytest.param("POST", "/api/tests", {"script": SCRIPT, "title": nested(64)}, 400, "invalid_json", None,
                  id="65 levels (the body's object and 64 lists)"),
     pytest.param("POST", "/api/tests", {"script": SCRIPT, "title": nested(63)}, 422, "validation_error", "title",
