@@ -86,9 +86,9 @@ def _printable(key: str) -> str:
 
 
 def json_depth(raw: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text: brackets counted outside strings only, in one
-    pass and without recursion. Exact for valid JSON; for invalid JSON any answer will do, as json.loads
-    refuses it anyway."""
+    """How deeply arrays and objects nest in a JSON text: brackets counted outside strings only, in linear
+    time and without recursion. Exact as far as the text is valid JSON, which is as far as json.loads
+    gets before it refuses the rest."""
     brackets = JSON_STRING.sub(b"", raw).translate(None, NOT_BRACKETS)
     # The running sum of +1 per opening and -1 per closing bracket, at C speed: no Python loop per byte.
     return max(accumulate(map(BRACKET_STEP.__getitem__, brackets), initial=0))
