@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
+MAX_TIMEOUT_MS = 6 * 3600 * 1000  # the longest time limit a run may be given (a job's timeoutMs)
 
 
 class ConfigError(ValueError):

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 import dramatiq
 
 from supertest.execution import execute_run
-from supertest.services.validation import MAX_TIMEOUT_MS
+from supertest.config import MAX_TIMEOUT_MS
 
 TEST_QUEUE = "test-execution"
 JOB_QUEUE = "job-execution"

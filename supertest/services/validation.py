@@ -7,13 +7,13 @@ import uuid
 from itertools import accumulate
 from typing import Any, NoReturn
 
+from supertest.config import MAX_TIMEOUT_MS
 from supertest.errors import Problem
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_RETRIES = 5
 MAX_JOB_TESTS = 200
-MAX_TIMEOUT_MS = 6 * 3600 * 1000
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 # No request of ours nests more than a few levels; json.loads recurses once per level, so a body of
 # 100,000 brackets ends in RecursionError (a 500) unless it is refused before parsing.
