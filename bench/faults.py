@@ -331,7 +331,8 @@ def big_output(client: Client, database: Path, master: subprocess.Popen) -> str:
     baseline, *others = peaks
     return "worker peak RSS: " + ", ".join(
         [f"baseline {baseline:.0f} MB",
-         *(f"{name} {peak:.0f} MB (+{peak - baseline:.0f})" for (name, *_), peak in zip(OUTPUTS[1:], others))])
+         *(f"{name} {peak:.0f} MB (+{peak - baseline:.0f})"
+           for (name, *_), peak in zip(OUTPUTS[1:], others, strict=True))])
 
 
 def main() -> None:

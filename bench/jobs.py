@@ -29,8 +29,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/jobs.py` from anywhere
-from bench.common import (ApiTiming, BenchError, median_parts, parse_args, run_api, run_direct,  # noqa: E402
-                          stacks_in_scratch)
+from bench.common import ApiTiming, BenchError, median_parts, parse_args, run_api, run_direct, stacks_in_scratch  # noqa: E402
 from supertest.execution.workspace import TestFile  # noqa: E402
 from supertest.services.runs import run_test_filename  # noqa: E402
 
@@ -95,13 +94,13 @@ def save_job(session: requests.Session, url: str) -> str:
 def main() -> None:
     args = parse_args(__doc__, default_rounds=5)
     # Numbered as a job of more than one test numbers them, so both runs see the same file names.
-    specs = [Spec(run_test_filename(title, n), script) for n, (title, script) in enumerate(SCRIPTS, 1)]
+    specs = [TestFile(run_test_filename(title, n), script) for n, (title, script) in enumerate(SCRIPTS, 1)]
     direct: list[float] = []
     app: dict[int, list[ApiTiming]] = {WORKERS: [], 1: []}
     with (stacks_in_scratch(args.log, *({"MAX_CONCURRENT_TESTS": str(n)} for n in app)) as bench,
           requests.Session() as session):
         session.auth = bench.auth
-        jobs = {n: (stack.url, save_job(session, stack.url)) for n, stack in zip(app, bench.stacks)}
+        jobs = {n: (stack.url, save_job(session, stack.url)) for n, stack in zip(app, bench.stacks, strict=True)}
         print(f"{len(specs)} tests; direct: playwright test with {WORKERS} workers; "
               f"app=K: the job through a stack with MAX_CONCURRENT_TESTS=K", flush=True)
 

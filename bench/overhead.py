@@ -38,7 +38,7 @@ test('greets the visitor', async ({ page }) => {
 
 def main() -> None:
     args = parse_args(__doc__, default_rounds=7)
-    specs = [Spec(run_test_filename(TITLE), SPEC)]
+    specs = [TestFile(run_test_filename(TITLE), SPEC)]
     direct: list[float] = []
     api: list[ApiTiming] = []
     with stacks_in_scratch(args.log, {}) as bench, requests.Session() as session:

@@ -7,12 +7,12 @@ started again after a short pause; only Ctrl-C, SIGTERM or SIGHUP stop it all.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import shlex
 import time
 import urllib.request
 from collections.abc import Callable, Mapping

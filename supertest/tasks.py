@@ -1,12 +1,13 @@
 """Dramatiq actors: thin wrappers that hand a run id to the execution service."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dramatiq
 
-from supertest.execution import execute_run
 from supertest.config import MAX_TIMEOUT_MS
+from supertest.execution import execute_run
 
 TEST_QUEUE = "test-execution"
 JOB_QUEUE = "job-execution"

@@ -19,8 +19,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
 from supertest.services import accounts
-from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, \
-    wait_for
+from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, wait_for
 from tests.helpers import ENV_PROBE, FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 

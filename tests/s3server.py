@@ -130,7 +130,7 @@ def start_s3_server(data_dir: pathlib.Path, timeout: float = 30.0) -> S3Server:
     """Start ``weed mini`` on 127.0.0.1 with random ports and keys; return once S3 works."""
     data_dir = data_dir.resolve()  # weed runs with cwd=data_dir, so a relative -dir would nest
     data_dir.mkdir(parents=True, exist_ok=True)
-    ports = dict(zip(_SERVICES, _free_ports(len(_SERVICES))))
+    ports = dict(zip(_SERVICES, _free_ports(len(_SERVICES)), strict=True))
     grpc = {name: port + GRPC_OFFSET for name, port in ports.items() if name != "webdav"}
     args = [_find_weed(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",

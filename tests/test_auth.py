@@ -82,7 +82,7 @@ def test_every_route_refuses_no_credentials_a_made_up_token_and_a_revoked_one(ap
         accounts.revoke_token(token.user, token.id)
 
     anonymous = app.test_client(authorized=False)
-    for method, url, endpoint in table:
+    for method, url, _endpoint in table:
         for headers in ({}, {"Authorization": f"Bearer {MADE_UP}"}, {"Authorization": f"Bearer {revoked}"},
                         {"Authorization": "Basic dXNlcjpwYXNz"}):
             response = anonymous.open(url, method=method, headers=headers)

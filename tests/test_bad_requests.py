@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from supertest.extensions import db
 from supertest import models
+from supertest.extensions import db
 from supertest.services.validation import json_depth
 from tests.test_auth import csrf_of, new_user, signed_in
 
@@ -261,7 +261,8 @@ BAD_INPUT = [
                                  ("POST", "/api/jobs", {"name": "j"}), ("PUT", "/api/jobs/{job}", {})]
       for wrong in (False, 0, [], {})),
     # The same type checks on every other field; each of these was already refused, and must stay so.
-    *(pytest.param(method, path, body, 422, "validation_error", field, id=f"{field} {json.dumps(body[field])}: {method} {path}")
+    *(pytest.param(method, path, body, 422, "validation_error", field,
+                   id=f"{field} {json.dumps(body[field])}: {method} {path}")
       for method, path, field, body in [
           ("POST", "/api/test", "title", {"script": SCRIPT, "title": False}),
           ("POST", "/api/test", "script", {"script": True}),
@@ -302,7 +303,8 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "code", "field"), BAD_INPUT)
 def test_bad_input_is_refused_and_stores_nothing(
-    app: Flask, client: FlaskClient, existing: dict[str, str], method: str, path: str, body: dict[str, Any] | bytes | None,
+    app: Flask, client: FlaskClient, existing: dict[str, str], method: str, path: str,
+    body: dict[str, Any] | bytes | None,
     status: int, code: str, field: str | None,
 ) -> None:
     before = stored(app)

@@ -17,8 +17,16 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import sign_in, token_of_tester
-from tests.helpers import FAILING, PASSING, RUN_TIMEOUT, SYNTAX_ERROR, expect_status, screenshot, start_run, \
-    wait_for_run
+from tests.helpers import (
+    FAILING,
+    PASSING,
+    RUN_TIMEOUT,
+    SYNTAX_ERROR,
+    expect_status,
+    screenshot,
+    start_run,
+    wait_for_run,
+)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def copied(target: Path) -> list[str]:
 
 def test_regular_files_are_copied_as_they_are(run_dir: Path, tmp_path: Path) -> None:
     own(run_dir)
-    result = collect(run_dir, ["supertest-results.json", "report", "missing"], tmp_path / "kept", LIMITS, (RUN_UID,) * 2)
+    names = ["supertest-results.json", "report", "missing"]
+    result = collect(run_dir, names, tmp_path / "kept", LIMITS, (RUN_UID,) * 2)
     assert copied(tmp_path / "kept") == ["report/data/trace.zip", "report/index.html", "supertest-results.json"]
     assert (tmp_path / "kept" / "report" / "data" / "trace.zip").read_bytes() == b"PK" + bytes(1000)
     assert (result.files, result.left_out, result.summary()) == (3, [], None)
@@ -51,7 +52,8 @@ def test_regular_files_are_copied_as_they_are(run_dir: Path, tmp_path: Path) -> 
     (lambda report: os.mkfifo(report / "pipe"), "report/pipe", "a FIFO"),
     (lambda report: os.link(report / "index.html", report / "again.html"), "report/again.html",
      "a file with more than one hard link"),
-    (lambda report: (report / "bad\nname.txt").write_text("x"), "report/bad\nname.txt", "a name that is not plain text"),
+    (lambda report: (report / "bad\nname.txt").write_text("x"), "report/bad\nname.txt",
+     "a name that is not plain text"),
     (lambda report: (report / os.fsdecode(b"\xff.txt")).write_text("x"), "report/\\udcff.txt",
      "a name that is not plain text"),
 ])

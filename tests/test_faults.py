@@ -21,8 +21,17 @@ from supertest import models
 from supertest.extensions import db
 from supertest.services import runs
 from tests.conftest import make_app, start_worker
-from tests.helpers import PASSING, passing_script, run_processes, save_job, save_test, start_job, start_run, \
-    wait_for_run, wait_until
+from tests.helpers import (
+    PASSING,
+    passing_script,
+    run_processes,
+    save_job,
+    save_test,
+    start_job,
+    start_run,
+    wait_for_run,
+    wait_until,
+)
 
 # One quick test, then one that never ends by itself (no test timeout, a promise that never
 # resolves); serial, so the quick one has finished whatever the machine's load.

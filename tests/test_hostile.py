@@ -8,8 +8,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import passing_script, run_processes, save_job, save_test, start_job, start_run, \
-    wait_for_run, wait_until
+from tests.helpers import (
+    passing_script,
+    run_processes,
+    save_job,
+    save_test,
+    start_job,
+    start_run,
+    wait_for_run,
+    wait_until,
+)
 from tests.s3server import S3Server
 
 DETACHED = """import { test } from '@playwright/test';

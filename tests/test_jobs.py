@@ -9,8 +9,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import FAILING, FLAKY, SYNTAX_ERROR, passing_script, read_sse, report_summary, save_job, save_test, \
-    start_job, wait_for_run
+from tests.helpers import (
+    FAILING,
+    FLAKY,
+    SYNTAX_ERROR,
+    passing_script,
+    read_sse,
+    report_summary,
+    save_job,
+    save_test,
+    start_job,
+    wait_for_run,
+)
 from tests.s3server import S3Server
 
 

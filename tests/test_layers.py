@@ -54,7 +54,8 @@ def imports(module: str, path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
             # `from supertest.execution import collect` imports the module supertest.execution.collect.
             names += [f"{base}.{alias.name}" if is_module(f"{base}.{alias.name}") else base for alias in node.names]
     return [name for name in names if name == "supertest" or name.startswith("supertest.")]

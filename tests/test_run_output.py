@@ -87,7 +87,8 @@ def planted(app: Flask, worker: ProcfileProcess, local_settings: dict[str, str],
     """The planting script run once on S3 and once on local disk, side by side."""
     script = PLANTS.replace("__SECRET__", str(root_only_secret))
     clients = {"s3": app.test_client(), "local": make_app(local_settings).test_client()}
-    started = {where: start_run(client, script, f"plants links ({where})")["runId"] for where, client in clients.items()}
+    started = {where: start_run(client, script, f"plants links ({where})")["runId"]
+               for where, client in clients.items()}
     return {where: (clients[where], wait_for_run(clients[where], run_id)) for where, run_id in started.items()}
 
 
@@ -182,7 +183,8 @@ def test_a_zip_bomb_attached_while_a_secret_is_set_is_dropped_and_the_run_ends_w
     bomb = zip_bomb(1280 << 20)
     assert len(bomb) < 8192
     secret = "bomb-secret-" + uuid.uuid4().hex[:12]
-    assert client.post("/api/variables", json={"name": "BOMB_SECRET", "value": secret, "secret": True}).status_code == 201
+    created = client.post("/api/variables", json={"name": "BOMB_SECRET", "value": secret, "secret": True})
+    assert created.status_code == 201
     try:
         script = BOMB_ATTACHED.replace("__BOMB__", base64.b64encode(bomb).decode())
         run = wait_for_run(client, start_run(client, script, "attaches a zip bomb")["runId"])
@@ -198,7 +200,7 @@ def test_a_zip_bomb_attached_while_a_secret_is_set_is_dropped_and_the_run_ends_w
     keys = s3.keys(settings["S3_TEST_BUCKET_NAME"], f"{run['id']}/")
     assert f"{run['id']}/report/index.html" in keys and not [path for path in dropped if f"{run['id']}/{path}" in keys]
     objects = s3.client()
-    files = [item for key in keys
-             for item in opened(key, objects.get_object(Bucket=settings["S3_TEST_BUCKET_NAME"], Key=key)["Body"].read())]
+    bucket = settings["S3_TEST_BUCKET_NAME"]
+    files = [item for key in keys for item in opened(key, objects.get_object(Bucket=bucket, Key=key)["Body"].read())]
     assert [name for name, data in files if b"the secret is [secret]" in data]  # the note, in the report's data
     assert not [name for name, data in files if secret.encode() in data]

@@ -33,7 +33,7 @@ test('signs in with the secret', async ({ page }, testInfo) => {
     await expect(page.locator('#password'), 'the password is ' + password).toHaveText('wrong', { timeout: 500 });
   });
 });
-""" % len(SECRET)
+""" % len(SECRET)  # noqa: UP031 (braces are the script's own)
 
 
 @pytest.mark.parametrize("body, field", [

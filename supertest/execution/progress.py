@@ -42,7 +42,7 @@ class Progress:
         return {
             "title": event.get("title"), "file": file, "status": status,
             "durationMs": event.get("durationMs"), "retries": event.get("retry", 0), "error": event.get("error"),
-            "testId": test_id, "position": position, "testStatus": self.test_status(file),
+            "testId": test_id, "position": position, "specStatus": self.test_status(file),
             "done": self.done, "total": self.total,
         }
 

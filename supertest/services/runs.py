@@ -4,9 +4,9 @@ from __future__ import annotations
 import base64
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, update

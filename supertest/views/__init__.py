@@ -3,8 +3,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from supertest.views import (account_pages, api, api_jobs, api_tests, api_variables, errors, events, filters,
-                             job_pages, pages, reports, test_pages, variable_pages, vendor)
+from supertest.views import (
+    account_pages,
+    api,
+    api_jobs,
+    api_tests,
+    api_variables,
+    errors,
+    events,
+    filters,
+    job_pages,
+    pages,
+    reports,
+    test_pages,
+    variable_pages,
+    vendor,
+)
 
 
 def init_app(app: Flask) -> None:

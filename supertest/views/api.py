@@ -1,7 +1,6 @@
 """JSON endpoints for curl and CI: start runs, read runs, health."""
 from __future__ import annotations
 
-
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 

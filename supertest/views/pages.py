@@ -9,7 +9,7 @@ from htmx_flask import request as htmx_request  # Flask's request; its HX-* head
 from supertest.events import format_sse
 from supertest.models import Run
 from supertest.outcomes import TERMINAL
-from supertest.services import history, jobs, runs, tests
+from supertest.services import history, runs, tests
 from supertest.services.serialize import cases_by_run_test, run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
 from supertest.views.events import sse_response

@@ -1,8 +1,9 @@
 """Front-end libraries served straight from node_modules, so nothing vendored is committed."""
 from __future__ import annotations
 
-from supertest.errors import NotFound
 from flask import Blueprint, current_app, send_file
+
+from supertest.errors import NotFound
 
 bp = Blueprint("vendor", __name__, url_prefix="/vendor")
 
