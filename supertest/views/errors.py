@@ -1,4 +1,4 @@
-"""JSON errors for every /api path, in the shape API.md gives; never an HTML page or a traceback."""
+"""JSON errors for every /api path, in the shape docs/api.md gives; never an HTML page or a traceback."""
 from __future__ import annotations
 
 import logging
