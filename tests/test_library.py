@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from supertest import models
 from supertest.extensions import db
-from supertest.outcomes import PASSED
+from supertest.outcomes import FAILED, PASSED
 from supertest.services import runs
 from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
 from tests.s3server import S3Server
@@ -244,5 +244,5 @@ def test_the_dashboard_counts_what_is_queued_and_what_failed(app: Flask, client:
                                  [(test, test.title, test.script)]).id
     assert figure("queued-count") == queued + 1
     with app.app_context():
-        runs.finish(run_id, models.FAILED)
+        runs.finish(run_id, FAILED)
     assert (figure("queued-count"), figure("failure-count")) == (queued, failed + 1)

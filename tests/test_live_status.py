@@ -6,7 +6,7 @@ import time
 
 from flask import Flask
 
-from supertest.models import CANCELLED
+from supertest.outcomes import CANCELLED
 from supertest.services import runs
 from tests.conftest import make_app
 from tests.helpers import PASSING, read_sse, wait_for_run

@@ -5,7 +5,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from supertest.models import ERROR
+from supertest.outcomes import ERROR
 from supertest.services import runs
 from tests.helpers import PASSING, wait_for_run
 

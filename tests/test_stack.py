@@ -24,7 +24,7 @@ from flask import Flask
 
 from supertest.config import PROJECT_ROOT
 from supertest.execution import processes
-from supertest.models import TERMINAL
+from supertest.outcomes import TERMINAL
 from supertest.stack import answers_health, free_port, process_env, wait_for
 from tests.conftest import token_of_tester
 from tests.helpers import run_processes, wait_until

@@ -18,8 +18,11 @@ from supertest.services.validation import ValidationError
 
 MIN_PASSWORD = 10
 LAST_USED_PRECISION = timedelta(minutes=1)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-TOKEN = re.compile(r"^st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+# Both checked with fullmatch, never `match` with `$`, which lets a final newline through. No control
+# characters in an email: PostgreSQL cannot even compare a string with a NUL in it.
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 
 
 @functools.cache
@@ -37,7 +40,9 @@ def get_user(user_id: str) -> User | None:
 
 
 def by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    """The user with that email; None for an email no account could have, without a query."""
+    email = email.strip().lower()
+    return db.session.scalar(select(User).where(User.email == email)) if EMAIL.fullmatch(email) else None
 
 
 def list_users() -> list[User]:
@@ -46,7 +51,7 @@ def list_users() -> list[User]:
 
 def create_user(email: str, password: str, admin: bool = False) -> User:
     email = email.strip().lower()
-    if not EMAIL.match(email) or len(email) > 254:
+    if not EMAIL.fullmatch(email) or len(email) > 254:
         raise ValidationError("email must look like name@example.com", "email")
     if len(password) < MIN_PASSWORD:
         raise ValidationError(f"password must be at least {MIN_PASSWORD} characters long", "password")
@@ -83,8 +88,8 @@ def set_active(user: User, active: bool) -> None:
 def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for `user`; the plain token is returned this once and never stored."""
     name = name.strip()
-    if not name or len(name) > 100:
-        raise ValidationError("a token needs a name of 1 to 100 characters", "name")
+    if not name or len(name) > 100 or CONTROL.search(name):
+        raise ValidationError("a token needs a name of 1 to 100 characters, without control characters", "name")
     lookup, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     token = ApiToken(user=user, name=name, lookup=lookup, secret_hash=_digest(secret))
     db.session.add(token)
@@ -94,7 +99,7 @@ def create_token(user: User, name: str) -> tuple[ApiToken, str]:
 
 def user_for_token(presented: str) -> User | None:
     """The active user a live token belongs to, or None for a made-up, revoked or malformed one."""
-    match = TOKEN.match(presented.strip())
+    match = TOKEN.fullmatch(presented.strip())
     if match is None:
         return None
     token = db.session.scalar(select(ApiToken).where(ApiToken.lookup == match[1]))

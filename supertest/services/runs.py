@@ -16,6 +16,7 @@ from supertest.extensions import db
 from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
 from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, CaseResult, summary
 from supertest.services.serialize import run_json
+from supertest.services.validation import is_id
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, run_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), run_id
+        moment = datetime.fromisoformat(created)
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError("malformed cursor") from error
+    # The id goes into the query: one with a NUL in it was a 500 on PostgreSQL.
+    if not is_id(run_id):
+        raise ValueError("malformed cursor")
+    return moment, run_id
 
 
 class Busy(Exception):

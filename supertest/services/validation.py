@@ -1,10 +1,12 @@
 """Checks on what users send, with messages that name the field."""
 from __future__ import annotations
 
-import uuid
 import dataclasses
+import json
 import re
-from typing import Any
+import uuid
+from itertools import accumulate
+from typing import Any, NoReturn
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
@@ -12,6 +14,18 @@ MAX_RETRIES = 5
 MAX_JOB_TESTS = 200
 MAX_TIMEOUT_MS = 6 * 3600 * 1000
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
+# No request of ours nests more than a few levels; json.loads recurses once per level, so a body of
+# 100,000 brackets ends in RecursionError (a 500) unless it is refused before parsing.
+MAX_JSON_DEPTH = 64
+# A whole JSON string, escapes included, so that brackets and quotes inside it are not counted. An
+# unclosed one runs to the end: a pattern that could fail would be tried again from every later quote,
+# which is quadratic in the body's size ('"\\' * 100,000 took minutes).
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+BRACKET_STEP = tuple(1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256))
+# json.loads joins a surrogate pair into one character; what is left is an escape like \ud800 alone,
+# which is not text: it cannot be encoded as UTF-8 to be stored, sent on, or even logged.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclasses.dataclass
@@ -21,6 +35,68 @@ class ValidationError(Exception):
     status: int = 422
     code: str = "validation_error"
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request body holds; a 400 ValidationError that says what is wrong otherwise.
+
+    The one place request bodies are parsed, so that every JSON endpoint refuses the same things."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("the request body must be UTF-8", status=400, code="invalid_encoding") from None
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValidationError(f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep",
+                              status=400, code="invalid_json")
+    try:
+        data = json.loads(text, parse_constant=_not_json)
+    except ValueError as error:
+        raise ValidationError(f"the request body is not valid JSON: {error}", status=400, code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object", status=400, code="invalid_json")
+    where = lone_surrogate_in(data)
+    if where is not None:
+        raise ValidationError(f"{where} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), "
+                              "which is not Unicode text", where, status=400, code="invalid_encoding")
+    return data
+
+
+def lone_surrogate_in(data: dict[str, Any]) -> str | None:
+    """Where the first string (key or value) with a lone surrogate is, as a path like `testIds[2]`;
+    None when there is none. Checked once for the whole body, so that no field can carry one."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:  # a loop, not recursion, though json_object has already bounded the depth
+        where, value = pending.pop()
+        if isinstance(value, str) and LONE_SURROGATE.search(value):
+            return where
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                path = f"{where}.{_printable(key)}" if where else _printable(key)
+                if LONE_SURROGATE.search(key):
+                    return path
+                pending.append((path, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+    return None
+
+
+def _printable(key: str) -> str:
+    # A path into the body goes into the error message, which must itself be encodable.
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text: brackets counted outside strings only, in linear
+    time and without recursion. Exact as far as the text is valid JSON, which is as far as json.loads
+    gets before it refuses the rest."""
+    brackets = JSON_STRING.sub(b"", raw).translate(None, NOT_BRACKETS)
+    # The running sum of +1 per opening and -1 per closing bracket, at C speed: no Python loop per byte.
+    return max(accumulate(map(BRACKET_STEP.__getitem__, brackets), initial=0))
+
+
+def _not_json(constant: str) -> NoReturn:
+    # Python's json reads NaN, Infinity and -Infinity, which are not JSON and which no field accepts.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def script_and_title(data: dict[str, Any], max_bytes: int) -> tuple[str, str]:
@@ -37,7 +113,7 @@ def test_fields(data: dict[str, Any], max_bytes: int, current: dict[str, str] | 
     if "title" in data or current is None:
         fields["title"] = _title(data.get("title"), fields["script"])
     if "description" in data or current is None:
-        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+        fields["description"] = _optional_text(data.get("description"), "description", MAX_DESCRIPTION_CHARS)
     return fields
 
 
@@ -50,7 +126,7 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
             raise ValidationError("name is required", "name")
         fields["name"] = _text(name, "name", MAX_TITLE_CHARS)
     if "description" in data or current is None:
-        fields["description"] = _text(data.get("description") or "", "description", MAX_DESCRIPTION_CHARS)
+        fields["description"] = _optional_text(data.get("description"), "description", MAX_DESCRIPTION_CHARS)
     if "retries" in data or current is None:
         retries = data.get("retries", 0)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
@@ -87,6 +163,12 @@ def _title(title: Any, script: str) -> str:
     if title is None or (isinstance(title, str) and not title.strip()):
         return default_title(script)
     return _text(title, "title", MAX_TITLE_CHARS)
+
+
+def _optional_text(value: Any, field: str, limit: int) -> str:
+    """null is an empty text; any other value that is not a string (false, 0, []) is refused, where
+    `value or ""` used to store it as empty."""
+    return "" if value is None else _text(value, field, limit)
 
 
 def _text(value: Any, field: str, limit: int) -> str:

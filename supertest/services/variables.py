@@ -10,12 +10,14 @@ from supertest.extensions import db
 from supertest.models import Variable
 from supertest.services.validation import ValidationError
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+# Checked with fullmatch: `$` after `match` would also accept a name ending in a newline.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 # The runner sets these itself; a variable may not change how Playwright or the sandbox runs.
 RESERVED = frozenset({"PATH", "HOME", "TMPDIR", "LANG", "CI", "FORCE_COLOR", "PLAYWRIGHT_BROWSERS_PATH"})
 RESERVED_PREFIXES = ("NODE_", "PLAYWRIGHT_", "PW_", "LD_", "DEBUG")
 MAX_VALUE_CHARS = 8192
-# Shorter secrets would match all over a report, redacting it into nonsense.
+# Shorter secrets would match all over a report, redacting it into nonsense. Whitespace does not count:
+# a secret of 8 spaces blanked every 8-space indent of the code snippets in error messages.
 MIN_SECRET_CHARS = 8
 
 
@@ -25,7 +27,7 @@ def list_all() -> list[Variable]:
 
 def get(name: str) -> Variable | None:
     """The variable of that name; None for a name no variable could have, without a query."""
-    return db.session.scalar(select(Variable).where(Variable.name == name)) if NAME.match(name) else None
+    return db.session.scalar(select(Variable).where(Variable.name == name)) if NAME.fullmatch(name) else None
 
 
 def for_run() -> tuple[dict[str, str], list[str]]:
@@ -36,7 +38,7 @@ def for_run() -> tuple[dict[str, str], list[str]]:
 
 def create(data: dict[str, Any]) -> Variable:
     name = data.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValidationError("name must be letters, digits and underscores, not starting with a digit "
                               "(at most 100)", "name")
     if name.upper() in RESERVED or name.upper().startswith(RESERVED_PREFIXES):
@@ -80,6 +82,7 @@ def _value(value: Any, secret: bool) -> str:
         raise ValidationError("value must be a string", "value")
     if len(value) > MAX_VALUE_CHARS or "\x00" in value:
         raise ValidationError(f"value must be at most {MAX_VALUE_CHARS} characters, without NUL", "value")
-    if secret and len(value) < MIN_SECRET_CHARS:
-        raise ValidationError(f"a secret must be at least {MIN_SECRET_CHARS} characters long", "value")
+    if secret and len("".join(value.split())) < MIN_SECRET_CHARS:
+        raise ValidationError(f"a secret must have at least {MIN_SECRET_CHARS} characters that are not spaces "
+                              "or other whitespace", "value")
     return value

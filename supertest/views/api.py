@@ -1,7 +1,6 @@
 """JSON endpoints for curl and CI: start runs, read runs, health."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,7 +14,7 @@ from supertest.models import Run
 from supertest.outcomes import STATUSES
 from supertest.services import runs
 from supertest.services.serialize import run_json, run_links
-from supertest.services.validation import is_id, script_and_title
+from supertest.services.validation import is_id, json_object, script_and_title
 from supertest.views.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -30,15 +29,7 @@ def json_body() -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_encoding", "the request body must be UTF-8") from None
-    except ValueError as error:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
-    return data
+    return json_object(raw)
 
 
 def found(get: Callable[[str], T | None], item_id: str, what: str, field: str | None = None) -> T:

@@ -1,6 +1,7 @@
 """Pages for jobs: the list, one job with its history, the edit form, running and deleting."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, render_template, request, url_for
@@ -13,6 +14,7 @@ from supertest.storage import StorageError
 from supertest.views.pages import go, or_404, page_or_fragment, refusal, runs_page
 
 bp = Blueprint("job_pages", __name__, url_prefix="/jobs")
+POSITION = re.compile(r"[0-9]{1,4}")
 
 
 @bp.get("")
@@ -61,7 +63,7 @@ def edit_form(job: Job | None):
     try:
         retries = int(draft["retries"])
         timeout_ms = round(float(draft["minutes"]) * 60_000) if draft["minutes"] else None
-    except ValueError:
+    except (ValueError, OverflowError):  # round() raises OverflowError for "inf" and "1e400"
         return render_form(job, draft, "retries and the time limit must be numbers"), 422
     try:
         data = {"name": draft["name"], "description": draft["description"], "retries": retries,
@@ -78,7 +80,8 @@ def rearrange(test_ids: list[str], action: str, added: str) -> list[str]:
     verb, _, where = action.partition(":")
     if verb == "add":
         return ids + [added] if is_id(added) and added not in ids else ids
-    if not where.isdigit() or int(where) >= len(ids):
+    # Not isdigit(): it is true for "²", which int() refuses; and a position has at most a few digits.
+    if not POSITION.fullmatch(where) or int(where) >= len(ids):
         return ids
     i = int(where)
     if verb == "remove":
