@@ -10,13 +10,13 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, render_template, request, url_for
+from flask import Flask, abort, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from flask_wtf.csrf import CSRFProtect, generate_csrf
 from markupsafe import Markup, escape
 
+from supertest.errors import Problem
 from supertest.services import accounts, report_links
-from supertest.views.errors import error_response
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -34,13 +34,6 @@ def init_app(app: Flask) -> None:
     # A plain form's CSRF field; htmx requests send the same token in a header (see base.html).
     app.jinja_env.globals["csrf_field"] = lambda: Markup(
         f'<input type="hidden" name="csrf_token" value="{escape(generate_csrf())}">')
-
-    @app.errorhandler(CSRFError)
-    def csrf_refused(error: CSRFError):
-        message = f"The request was refused: {error.description} Reload the page and try again."
-        if request.path.startswith("/api/"):
-            return error_response(400, "csrf_failed", message)
-        return render_template("message.html", title="Refused", message=message), 400
 
 
 def _active_user(user_id: str) -> Any:
@@ -93,12 +86,15 @@ def _from_another_site() -> bool:
     return not navigating
 
 
+class Unauthenticated(Problem):
+    status, title = 401, "Sign in"
+    headers = {"WWW-Authenticate": 'Bearer realm="supertest"'}
+
+
 def _refuse(code: str, message: str) -> Any:
     """401 JSON for the API and for any bad token (only scripts send one); the login page for a person."""
     if request.path.startswith("/api/") or code == "invalid_token":
-        response, status = error_response(401, code, message)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="supertest"'
-        return response, status
+        raise Unauthenticated(message, code=code)
     login = url_for("auth.login", next=request.full_path.rstrip("?"))
     if request.headers.get("HX-Request"):
         return "", 401, {"HX-Redirect": login}

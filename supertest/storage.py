@@ -22,6 +22,7 @@ import botocore.exceptions
 from werkzeug.http import parse_range_header
 
 from supertest import nofollow
+from supertest.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ mimetypes.add_type("application/zip", ".zip")
 mimetypes.add_type("application/json", ".json")
 
 
-class StorageError(Exception):
+class StorageError(Unavailable):
     """Object storage could not be reached or refused the request."""
+
+    code, service, what = "storage_unavailable", "storage", "Report storage"
 
 
 class RangeNotSatisfiable(Exception):

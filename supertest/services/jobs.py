@@ -5,14 +5,17 @@ from typing import Any
 
 from sqlalchemy import select
 
+from supertest.errors import Problem
 from supertest.extensions import db
 from supertest.models import Job, JobTest, Run, Test, utcnow
 from supertest.services import runs
 from supertest.services.validation import ValidationError
 
 
-class EmptyJob(Exception):
+class EmptyJob(Problem):
     """A job with no tests has nothing to run."""
+
+    status, code = 422, "empty_job"
 
 
 def list_jobs() -> list[Job]:

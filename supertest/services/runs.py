@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, update
 
 from supertest import events
+from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
 from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
 from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, CaseResult, summary
@@ -21,8 +22,13 @@ from supertest.services.validation import is_id
 log = logging.getLogger(__name__)
 
 
-class QueueUnavailable(Exception):
+class QueueUnavailable(Unavailable):
     """The run was saved but could not be queued; it has been marked as an error."""
+
+    code, service, what = "queue_unavailable", "redis", "Redis (the run queue)"
+
+    def describe(self) -> str:
+        return f"{super().describe()}. The run was recorded as an error; try again shortly."
 
 
 ACTORS = {"test": "execute_test_run", "job": "execute_job_run"}
@@ -225,8 +231,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return moment, run_id
 
 
-class Busy(Exception):
+class Busy(Problem):
     """Something cannot be deleted while one of its runs is still queued or running."""
+
+    status, code = 409, "busy"
 
 
 def delete_runs(query: Select) -> int:

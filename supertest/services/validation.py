@@ -1,12 +1,13 @@
 """Checks on what users send, with messages that name the field."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import uuid
 from itertools import accumulate
 from typing import Any, NoReturn
+
+from supertest.errors import Problem
 
 MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
@@ -28,13 +29,15 @@ BRACKET_STEP = tuple(1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-@dataclasses.dataclass
-class ValidationError(Exception):
-    message: str
-    field: str | None = None
-    status: int = 422
-    code: str = "validation_error"
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+class ValidationError(Problem):
+    """Input we refuse, naming the `field` that holds it."""
+
+    status, code = 422, "validation_error"
+
+    def __init__(self, message: str, field: str | None = None, status: int | None = None, code: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, {"field": field, **(details or {})} if field else details, status=status, code=code)
+        self.field = field
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from flask import Flask
 
+from supertest.views import (account_pages, api, api_jobs, api_tests, api_variables, errors, events, filters,
+                             job_pages, pages, reports, test_pages, variable_pages, vendor)
+
 
 def init_app(app: Flask) -> None:
-    from supertest.views import (account_pages, api, api_jobs, api_tests, api_variables, errors, events, filters,
-                                 job_pages, pages, reports, test_pages, variable_pages, vendor)
-
     errors.init_app(app)
     filters.init_app(app)
     for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,

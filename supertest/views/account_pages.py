@@ -1,13 +1,14 @@
 """Signing in and out, the first-run page, users (admins only) and API tokens."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from supertest.auth import admin_required, safe_next
+from supertest.errors import NotFound, Problem
 from supertest.services import accounts, ratelimit
 from supertest.services.validation import ValidationError, is_id
-from supertest.views.pages import go, or_404
+from supertest.views.responses import found, go
 
 bp = Blueprint("auth", __name__)
 
@@ -46,7 +47,7 @@ def logout():
 def setup():
     """The first admin, for whoever starts a fresh install; gone as soon as any user exists."""
     if accounts.any_user():
-        abort(404)
+        raise NotFound("This install has its first administrator already; sign in instead.")
     if request.method == "GET":
         return render_template("account/setup.html")
     email = request.form.get("email", "")
@@ -85,10 +86,9 @@ def users():
 @bp.post("/users/<user_id>/active")
 @admin_required
 def set_active(user_id: str):
-    user = or_404(accounts.get_user, user_id)
+    user = found(accounts.get_user, user_id, "user")
     if user.id == current_user.id:
-        return render_template("message.html", title="Refused",
-                               message="You cannot disable your own account."), 409
+        raise Problem("You cannot disable your own account.", status=409, code="conflict")
     accounts.set_active(user, request.form.get("active") == "1")
     return go(url_for("auth.users"))
 
@@ -109,5 +109,5 @@ def tokens():
 @bp.post("/tokens/<token_id>/revoke")
 def revoke(token_id: str):
     if not is_id(token_id) or accounts.revoke_token(current_user, token_id) is None:
-        abort(404)
+        raise NotFound("You have no such token.")
     return go(url_for("auth.tokens"))

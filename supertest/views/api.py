@@ -1,55 +1,27 @@
 """JSON endpoints for curl and CI: start runs, read runs, health."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
 from supertest.connections import redis_client
+from supertest.errors import Problem
 from supertest.execution import preflight
 from supertest.extensions import db
 from supertest.models import Run
 from supertest.outcomes import STATUSES
 from supertest.services import runs
-from supertest.services.serialize import run_json, run_links
-from supertest.services.validation import is_id, json_object, script_and_title
-from supertest.views.errors import ApiError
+from supertest.services.serialize import run_json
+from supertest.services.validation import is_id, script_and_title
+from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-T = TypeVar("T")
 MAX_PAGE = 100
-
-
-def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 4xx that says what is wrong with it."""
-    raw = request.get_data(cache=True)  # within MAX_CONTENT_LENGTH, or Flask has answered 413 already
-    if not raw:
-        raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    return json_object(raw)
-
-
-def found(get: Callable[[str], T | None], item_id: str, what: str, field: str | None = None) -> T:
-    """The row `get` finds for an id, or a 404 naming what was not found (and the body's `field`
-    that named it); malformed ids never reach the database."""
-    item = get(item_id) if is_id(item_id) else None
-    if item is None:
-        raise ApiError(404, "not_found", f"no {what} with id {item_id!r}", {"field": field} if field else None)
-    return item
 
 
 def found_run(run_id: str) -> Run:
     return found(runs.get, run_id, "run")
-
-
-def start_response(run: Run):
-    """202 with where to watch the run and read its report (docs/api.md)."""
-    owner = {"jobId": run.job_id} if run.kind == "job" else {"testId": run.test_id}
-    body = {**owner, "runId": run.id, "status": run.status, **run_links(run)}
-    return jsonify(body), 202, {"Location": body["url"]}
 
 
 @bp.post("/test")
@@ -74,7 +46,8 @@ def cancel_run(run_id: str):
     cancelled = None if run.finished else runs.cancel(run_id)
     if cancelled is None:
         run = runs.get(run_id)
-        raise ApiError(409, "already_finished", f"the run has already ended: {run.status}", {"status": run.status})
+        raise Problem(f"the run has already ended: {run.status}", {"status": run.status}, status=409,
+                      code="already_finished")
     return jsonify(run_json(cancelled, with_tests=False)), 202
 
 
@@ -84,20 +57,20 @@ def list_runs():
     try:
         limit = int(request.args.get("limit", 25))
     except ValueError:
-        raise ApiError(400, "invalid_parameter", "limit must be a whole number", {"field": "limit"}) from None
+        raise Problem("limit must be a whole number", {"field": "limit"}, code="invalid_parameter") from None
     if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {MAX_PAGE}", {"field": "limit"})
+        raise Problem(f"limit must be between 1 and {MAX_PAGE}", {"field": "limit"}, code="invalid_parameter")
     ids = {name: request.args.get(name) or None for name in ("testId", "jobId")}
     for name, value in ids.items():
         if value and not is_id(value):
-            raise ApiError(400, "invalid_parameter", f"{name} must be an id", {"field": name})
+            raise Problem(f"{name} must be an id", {"field": name}, code="invalid_parameter")
     status = request.args.get("status") or None
     if status and status not in STATUSES:
-        raise ApiError(400, "invalid_parameter", f"status must be one of {', '.join(STATUSES)}", {"field": "status"})
+        raise Problem(f"status must be one of {', '.join(STATUSES)}", {"field": "status"}, code="invalid_parameter")
     try:
         page = runs.list_runs(limit, request.args.get("cursor") or None, status, ids["testId"], ids["jobId"])
     except ValueError:
-        raise ApiError(400, "invalid_parameter", "cursor is not one this API gave out", {"field": "cursor"}) from None
+        raise Problem("cursor is not one this API gave out", {"field": "cursor"}, code="invalid_parameter") from None
     return jsonify({"items": [run_json(run, with_tests=False) for run in page.items], "nextCursor": page.next_cursor})
 
 

@@ -6,9 +6,8 @@ from flask import Blueprint, jsonify
 from supertest.models import Job
 from supertest.services import jobs
 from supertest.services.serialize import job_json
-from supertest.services.validation import job_fields
-from supertest.views.api import found, json_body, start_response
-from supertest.views.errors import ApiError
+from supertest.services.validation import ValidationError, job_fields
+from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api_jobs", __name__, url_prefix="/api/jobs")
 
@@ -55,7 +54,7 @@ def run_job_by_body():
     """Queue a run of the job named by `jobId`; its tests are read from the database."""
     job_id = json_body().get("jobId")
     if not isinstance(job_id, str):
-        raise ApiError(422, "validation_error", "jobId is required, as a string", {"field": "jobId"})
+        raise ValidationError("jobId is required, as a string", "jobId")
     return start_response(jobs.start_run(found(jobs.get, job_id, "job", "jobId"), trigger="api"))
 
 

@@ -7,7 +7,7 @@ from supertest.models import Test
 from supertest.services import history, tests
 from supertest.services.serialize import test_json
 from supertest.services.validation import test_fields
-from supertest.views.api import found, json_body, start_response
+from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api_tests", __name__, url_prefix="/api/tests")
 

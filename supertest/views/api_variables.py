@@ -6,17 +6,13 @@ from flask import Blueprint, jsonify
 from supertest.models import Variable
 from supertest.services import variables
 from supertest.services.serialize import variable_json
-from supertest.views.api import json_body
-from supertest.views.errors import ApiError
+from supertest.views.responses import found, json_body
 
 bp = Blueprint("api_variables", __name__, url_prefix="/api/variables")
 
 
 def found_variable(name: str) -> Variable:
-    variable = variables.get(name)
-    if variable is None:
-        raise ApiError(404, "not_found", f"no variable named {name!r}")
-    return variable
+    return found(variables.get, name, "variable", valid=lambda _: True)  # variables.get refuses odd names itself
 
 
 @bp.get("")

@@ -1,83 +1,66 @@
-"""JSON errors for every /api path, in the shape docs/api.md gives; never an HTML page or a traceback."""
+"""One way to answer what went wrong: a Problem (supertest/errors.py) or anything else becomes JSON
+in docs/api.md's shape for the API (never an HTML page or a traceback there), and a message page, or its
+fragment for HTMX, for a person."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
-from supertest.services.jobs import EmptyJob
-from supertest.services.runs import Busy, QueueUnavailable
-from supertest.services.validation import ValidationError
-from supertest.storage import StorageError
+from supertest.views.responses import page_or_fragment, wants_json
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details or {}
+class DatabaseUnavailable(Unavailable):
+    code, service, what = "database_unavailable", "database", "The database"
+
+    def describe(self) -> str:
+        return "The database is unreachable; try again shortly."
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None):
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if details:
-        body["error"]["details"] = details
-    return jsonify(body), status
+def answer(problem: Problem) -> Any:
+    """The response that tells the client or person what went wrong."""
+    if isinstance(problem, Unavailable):
+        log.warning("%s unavailable on %s: %s", problem.service, request.path, problem.message)
+    if wants_json():
+        body: dict[str, Any] = {"error": {"code": problem.code, "message": problem.describe()}}
+        if problem.details:
+            body["error"]["details"] = problem.details
+        return jsonify(body), problem.status, problem.headers
+    html, _, headers = page_or_fragment("message.html", "_message.html", title=problem.title,
+                                        message=problem.describe())
+    return html, problem.status, headers
 
 
 def init_app(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        return error_response(error.status, error.code, error.message, error.details)
+    app.register_error_handler(Problem, answer)
 
-    @app.errorhandler(ValidationError)
-    def validation_error(error: ValidationError):
-        details = {"field": error.field, **error.details} if error.field else error.details
-        return error_response(error.status, error.code, error.message, details)
-
-    @app.errorhandler(QueueUnavailable)
-    def queue_unavailable(error: QueueUnavailable):
-        return error_response(503, "queue_unavailable", f"Redis (the run queue) is unreachable: {error}",
-                              {"service": "redis"})
-
-    @app.errorhandler(EmptyJob)
-    def empty_job(error: EmptyJob):
-        return error_response(422, "empty_job", str(error))
-
-    @app.errorhandler(Busy)
-    def busy(error: Busy):
-        return error_response(409, "busy", str(error))
-
-    @app.errorhandler(StorageError)
-    def storage_unavailable(error: StorageError):
-        log.warning("storage unavailable on %s: %s", request.path, error)
-        return error_response(503, "storage_unavailable", f"Report storage is unreachable: {error}",
-                              {"service": "storage"})
+    @app.errorhandler(CSRFError)
+    def csrf_refused(error: CSRFError) -> Any:
+        return answer(Problem(f"The request was refused: {error.description} Reload the page and try again.",
+                              code="csrf_failed"))
 
     @app.errorhandler(OperationalError)
-    def database_unavailable(error: OperationalError):
+    def database_unavailable(error: OperationalError) -> Any:
         db.session.rollback()
-        log.warning("database unavailable on %s: %s", request.path, error)
-        message = "The database is unreachable; try again shortly."
-        if not request.path.startswith("/api/"):
-            return render_template("message.html", title="Database unreachable", message=message), 503
-        return error_response(503, "database_unavailable", message, {"service": "database"})
+        return answer(DatabaseUnavailable(str(error)))
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        if not request.path.startswith("/api/"):
+    def http_error(error: HTTPException) -> Any:
+        if not wants_json():
             return error
         code = (error.name or "error").lower().replace(" ", "_")
-        return error_response(error.code or 500, code, error.description or error.name)
+        return answer(Problem(error.description or error.name, status=error.code or 500, code=code))
 
     @app.errorhandler(Exception)
-    def unexpected(error: Exception):
+    def unexpected(error: Exception) -> Any:
         log.exception("unhandled error on %s", request.path)
-        if request.path.startswith("/api/"):
-            return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
-        return "Something went wrong on our side; it has been logged.", 500
+        return answer(Problem("Something went wrong on our side; it has been logged.", status=500,
+                              code="internal_error"))

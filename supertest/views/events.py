@@ -13,7 +13,7 @@ from supertest.models import Run
 from supertest.outcomes import TERMINAL
 from supertest.services import runs
 from supertest.services.serialize import run_json
-from supertest.views.api import found_run
+from supertest.views.responses import found
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -25,7 +25,7 @@ def is_final(event: str, data: dict[str, Any]) -> bool:
 def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
                  current_event: Callable[[Run], events.Event]) -> Response:
     """Stream a run's events; the database session is closed before the stream starts."""
-    found_run(run_id)  # 404 JSON for unknown ids, before any stream begins
+    found(runs.get, run_id, "run")  # 404 JSON for unknown ids, before any stream begins
 
     def current() -> events.Event:
         try:

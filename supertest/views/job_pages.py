@@ -8,10 +8,8 @@ from flask import Blueprint, render_template, request, url_for
 
 from supertest.models import Job
 from supertest.services import history, jobs, tests
-from supertest.services.runs import Busy, QueueUnavailable
 from supertest.services.validation import ValidationError, is_id, job_fields
-from supertest.storage import StorageError
-from supertest.views.pages import go, or_404, page_or_fragment, refusal, runs_page
+from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("job_pages", __name__, url_prefix="/jobs")
 POSITION = re.compile(r"[0-9]{1,4}")
@@ -28,7 +26,7 @@ def index():
 @bp.get("/<job_id>")
 def show(job_id: str):
     """One job: its tests in order, the Run button, its history strip and its runs a page at a time."""
-    job = or_404(jobs.get, job_id)
+    job = found(jobs.get, job_id, "job")
     return page_or_fragment("jobs/show.html", "runs/_table.html", job=job, page=runs_page(job_id=job.id),
                             outcomes=history.job_outcomes(job.id))
 
@@ -42,7 +40,7 @@ def new():
 @bp.route("/<job_id>/edit", methods=["GET", "POST"])
 def edit(job_id: str):
     """The form for a job: name, description, retries, and which tests in which order."""
-    return edit_form(or_404(jobs.get, job_id))
+    return edit_form(found(jobs.get, job_id, "job"))
 
 
 def edit_form(job: Job | None):
@@ -104,20 +102,14 @@ def render_form(job: Job | None, draft: dict[str, Any], error: str | None = None
 @bp.post("/<job_id>/run")
 def run(job_id: str):
     """Queue a run of the job and go and watch it."""
-    job = or_404(jobs.get, job_id)
-    try:
-        started = jobs.start_run(job, trigger="ui")
-    except (jobs.EmptyJob, QueueUnavailable) as error:
-        return refusal(f"{job.name} was not run", error)
+    job = found(jobs.get, job_id, "job")
+    started = jobs.start_run(job, trigger="ui")
     return go(url_for("pages.run", run_id=started.id))
 
 
 @bp.post("/<job_id>/delete")
 def delete(job_id: str):
     """Delete the job with its runs and their reports; its tests stay."""
-    job = or_404(jobs.get, job_id)
-    try:
-        jobs.delete(job)
-    except (Busy, StorageError) as error:
-        return refusal(f"{job.name} was not deleted", error)
+    job = found(jobs.get, job_id, "job")
+    jobs.delete(job)
     return go(url_for("job_pages.index"))

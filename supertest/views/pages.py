@@ -1,10 +1,9 @@
 """Server-rendered pages. One URL serves the whole page, or only its fragment to HTMX."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from htmx_flask import request as htmx_request  # Flask's request; its HX-* headers are in `.htmx`
 
 from supertest.events import format_sse
@@ -13,11 +12,10 @@ from supertest.outcomes import TERMINAL
 from supertest.services import history, jobs, runs, tests
 from supertest.services.serialize import cases_by_run_test, run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
-from supertest.storage import StorageError
 from supertest.views.events import sse_response
+from supertest.views.responses import found, page_or_fragment, runs_page
 
 bp = Blueprint("pages", __name__)
-T = TypeVar("T")
 PAGE_SIZE = 25
 EXAMPLE = """import { test, expect } from '@playwright/test';
 
@@ -34,39 +32,7 @@ test('greets and counts clicks', async ({ page }) => {
 """
 
 
-def page_or_fragment(page: str, fragment: str, /, **context: Any) -> tuple[str, int, dict[str, str]]:
-    """The full page, or just the fragment when HTMX asks (and caches must keep the two apart).
-
-    Positional-only, so templates can still be given a `page` (of runs) in `context`.
-    """
-    template = fragment if htmx_request.htmx and not htmx_request.htmx.boosted else page
-    return render_template(template, **context), 200, {"Vary": "HX-Request"}
-
-
-def go(url: str) -> Response:
-    """After a successful form post: a 303 for a plain form, HX-Redirect for HTMX (which would
-    otherwise follow a redirect itself and swap the whole next page into its target)."""
-    if htmx_request.htmx:
-        return Response(status=204, headers={"HX-Redirect": url})
-    return redirect(url, 303)
-
-
 QUEUE_DOWN = "The run queue (Redis) is unreachable; the run was recorded as an error. Try again shortly."
-REFUSALS = {runs.Busy: 409, jobs.EmptyJob: 422, StorageError: 503, runs.QueueUnavailable: 503}
-
-
-def refusal(title: str, error: Exception) -> tuple[str, int]:
-    """A page that says why an action was not done (see REFUSALS for which errors)."""
-    message = QUEUE_DOWN if isinstance(error, runs.QueueUnavailable) else str(error)
-    return render_template("message.html", title=title, message=message), REFUSALS[type(error)]
-
-
-def or_404(get: Callable[[str], T | None], item_id: str) -> T:
-    """The row `get` finds for an id, or the 404 page; malformed ids never reach the database."""
-    item = get(item_id) if is_id(item_id) else None
-    if item is None:
-        abort(404)
-    return item
 
 
 @bp.get("/")
@@ -113,18 +79,10 @@ def run_list():
     return page_or_fragment("runs/list.html", "runs/_table.html", page=runs_page())
 
 
-def runs_page(**filters: str) -> runs.Page:
-    """A page of runs, newest first, from the request's `cursor`."""
-    try:
-        return runs.list_runs(PAGE_SIZE, request.args.get("cursor") or None, **filters)
-    except ValueError:
-        abort(400)
-
-
 @bp.get("/runs/<run_id>")
 def run(run_id: str):
     """One run: live while it goes, with its report once it ends."""
-    return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(or_404(runs.get, run_id)),
+    return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(found(runs.get, run_id, "run")),
                             in_playground=request.args.get("panel") == "playground")
 
 
@@ -136,7 +94,7 @@ def run_context(run: Run) -> dict[str, Any]:
 @bp.post("/runs/<run_id>/cancel")
 def cancel_run(run_id: str):
     """The Cancel button. The run panel learns of the new status over its live stream."""
-    runs.cancel(or_404(runs.get, run_id).id)  # a run that has just ended stays as it ended
+    runs.cancel(found(runs.get, run_id, "run").id)  # a run that has just ended stays as it ended
     if htmx_request.htmx:
         return Response(status=204)
     return redirect(url_for("pages.run", run_id=run_id), 303)

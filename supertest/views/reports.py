@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
 
+from supertest.errors import NotFound, Problem
 from supertest.models import Run
 from supertest.services import report_links, runs
-from supertest.storage import BadReportPath, RangeNotSatisfiable, ReportFile, StorageError, report_key
-from supertest.views.api import found_run
-from supertest.views.errors import ApiError
+from supertest.storage import BadReportPath, RangeNotSatisfiable, ReportFile, report_key
+from supertest.views.responses import found
 
 bp = Blueprint("reports", __name__)
 # no-referrer: a report's links to other sites must not hand them its signed URL.
@@ -25,7 +25,7 @@ SANDBOX = {"Content-Security-Policy": "sandbox allow-scripts allow-popups allow-
 def report_file(run_id: str, path: str):
     """Stream one file of a run's report, honouring Range so videos seek; a browser signed in with a
     session is sent to the reports origin instead, when there is one."""
-    run = found_run(run_id)
+    run = found(runs.get, run_id, "run")
     if not g.get("by_token") and report_links.origin() and path.startswith("report/"):
         _check(run, path)
         return redirect(report_links.url(run.id, path.removeprefix("report/")), 302)
@@ -40,10 +40,11 @@ def signed_file(signature: str, path: str):
     try:
         run_id = report_links.run_id_of(signature)
     except report_links.LinkExpired:
-        raise ApiError(403, "link_expired", "This report link has expired; open the run's page again.") from None
+        raise Problem("This report link has expired; open the run's page again.", status=403,
+                      code="link_expired") from None
     run = runs.get(run_id) if run_id else None
     if run is None:
-        raise ApiError(404, "not_found", "No such report.")
+        raise NotFound("No such report.")
     return _serve(run, f"report/{path}")
 
 
@@ -52,11 +53,11 @@ def _check(run: Run, path: str) -> str:
     try:
         key = report_key(run.id, path)
     except BadReportPath:
-        raise ApiError(400, "invalid_path", "that path is not inside the run's report", {"path": path}) from None
+        raise Problem("that path is not inside the run's report", {"path": path}, code="invalid_path") from None
     if not run.finished:
         raise NotYet(run.status)
     if run.report_store is None:
-        raise ApiError(404, "no_report", run.error_message or "This run finished without a report.")
+        raise NotFound(run.error_message or "This run finished without a report.", code="no_report")
     return key
 
 
@@ -71,15 +72,12 @@ def not_yet(error: NotYet):
 
 def _serve(run: Run, path: str) -> Response:
     key = _check(run, path)
-    try:
+    try:  # StorageError (S3 unreachable) is a 503 like everywhere else
         file = current_app.extensions["reports"].open(run.report_store, run.kind, key, request.headers.get("Range"))
     except RangeNotSatisfiable:
         return Response(status=416, headers={"Content-Range": "bytes */*"})
-    except StorageError as error:
-        raise ApiError(503, "storage_unavailable", f"Report storage is unreachable: {error}",
-                       {"service": "storage"}) from None
     if file is None:
-        raise ApiError(404, "not_found", f"the report has no file {path!r}")
+        raise NotFound(f"the report has no file {path!r}")
     return _stream(file)
 
 

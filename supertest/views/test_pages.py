@@ -5,10 +5,8 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from supertest.models import Test
 from supertest.services import history, tests
-from supertest.services.runs import Busy, QueueUnavailable
 from supertest.services.validation import ValidationError, test_fields
-from supertest.storage import StorageError
-from supertest.views.pages import go, or_404, page_or_fragment, refusal, runs_page
+from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("test_pages", __name__, url_prefix="/tests")
 
@@ -31,7 +29,7 @@ def create():
 @bp.get("/<test_id>")
 def show(test_id: str):
     """One test: its script, its history strip and counts, and its runs a page at a time."""
-    test = or_404(tests.get_saved, test_id)
+    test = found(tests.get_saved, test_id, "saved test")
     outcomes = history.test_outcomes(test.id)
     return page_or_fragment("tests/show.html", "runs/_table.html", test=test, page=runs_page(test_id=test.id),
                             outcomes=outcomes, stats=history.test_stats(outcomes))
@@ -40,7 +38,7 @@ def show(test_id: str):
 @bp.post("/<test_id>")
 def update(test_id: str):
     """Save the playground's script over this test."""
-    return save(or_404(tests.get_saved, test_id))
+    return save(found(tests.get_saved, test_id, "saved test"))
 
 
 def save(test: Test | None):
@@ -56,20 +54,14 @@ def save(test: Test | None):
 @bp.post("/<test_id>/run")
 def run(test_id: str):
     """Queue a run of the test as saved, and go and watch it."""
-    test = or_404(tests.get_saved, test_id)
-    try:
-        started = tests.start_run(test, trigger="ui")
-    except QueueUnavailable as error:
-        return refusal(f"{test.title} was not run", error)
+    test = found(tests.get_saved, test_id, "saved test")
+    started = tests.start_run(test, trigger="ui")
     return go(url_for("pages.run", run_id=started.id))
 
 
 @bp.post("/<test_id>/delete")
 def delete(test_id: str):
     """Delete the test with its own runs and their reports."""
-    test = or_404(tests.get_saved, test_id)
-    try:
-        tests.delete(test)
-    except (Busy, StorageError) as error:
-        return refusal(f"{test.title} was not deleted", error)
+    test = found(tests.get_saved, test_id, "saved test")
+    tests.delete(test)
     return go(url_for("test_pages.index"))

@@ -1,11 +1,11 @@
 """The Variables page: named values for tests; a secret's value is never shown again once saved."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from supertest.services import variables
 from supertest.services.validation import ValidationError
-from supertest.views.pages import go
+from supertest.views.responses import found, go
 
 bp = Blueprint("variable_pages", __name__, url_prefix="/variables")
 
@@ -26,9 +26,7 @@ def index():
 @bp.post("/<name>")
 def update(name: str):
     """Replace a value (a secret's is typed again, never shown), or delete with action=delete."""
-    variable = variables.get(name)
-    if variable is None:
-        abort(404)
+    variable = found(variables.get, name, "variable", valid=lambda _: True)
     if request.form.get("action") == "delete":
         variables.delete(variable)
         return go(url_for("variable_pages.index"))

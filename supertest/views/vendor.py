@@ -1,7 +1,8 @@
 """Front-end libraries served straight from node_modules, so nothing vendored is committed."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, send_file
+from supertest.errors import NotFound
+from flask import Blueprint, current_app, send_file
 
 bp = Blueprint("vendor", __name__, url_prefix="/vendor")
 
@@ -21,8 +22,8 @@ FILES = {
 def vendor_file(name: str):
     """One of the whitelisted library files."""
     if name not in FILES:
-        abort(404)
+        raise NotFound(f"no library file named {name!r}")
     path = current_app.config["NODE_MODULES"] / FILES[name]
     if not path.is_file():
-        abort(404, f"{FILES[name]} is missing: run `make install`")
+        raise NotFound(f"{FILES[name]} is missing: run `make install`")
     return send_file(path, max_age=3600)
