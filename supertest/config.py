@@ -156,7 +156,7 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CHROMIUM_PATH": env.get("CHROMIUM_PATH", "").strip(),
         "PLAYWRIGHT_BROWSERS_PATH": env.get("PLAYWRIGHT_BROWSERS_PATH", "").strip()
         or str(PROJECT_ROOT / ".playwright-browsers"),
-        # How the code under test is contained (supertest/execution/sandbox.py, README "Isolation").
+        # How the code under test is contained (supertest/execution/sandbox.py, docs/isolation.md).
         "SANDBOX": _choice(env, "SANDBOX", "auto", ("auto", "bwrap", "none")),
         # private: a network namespace of the sandbox's own (pasta), without the worker's loopback;
         # host: the worker's network; auto: private where it works (bubblewrap, pasta, a root worker).

@@ -1,5 +1,5 @@
 """What can go wrong with a request, each kind carrying the HTTP status and code that say so
-(API.md's error shape). Services and views raise these; views/errors.py answers every one of them
+(docs/api.md's error shape). Services and views raise these; views/errors.py answers every one of them
 the same way: JSON under /api, a message page (or fragment) elsewhere."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
-    """A run's status (API.md, "Run status")."""
+    """A run's status (docs/api.md, "Run status")."""
 
     PENDING = "pending"
     RUNNING = "running"

@@ -1,4 +1,4 @@
-"""Bad input gets a 4xx JSON error in API.md's shape, and creates no run."""
+"""Bad input gets a 4xx JSON error in docs/api.md's shape, and creates no run."""
 from __future__ import annotations
 
 import base64

@@ -60,7 +60,7 @@ def check(box: Sandbox, node: str, targets: list[tuple[Path, str]], readable: li
         except (ValueError, IndexError):
             why = (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
             return (f"The test sandbox could not start node ({node}) as {_who(ids)}: {why}. "
-                    "Make node and the folders above it readable by others, or see the README's Isolation section.")
+                    "Make node and the folders above it readable by others, or see docs/isolation.md.")
         return _advice(problems, ids, box.uses_bwrap()) if problems else None
     except (OSError, subprocess.SubprocessError, RuntimeError) as error:
         return f"The test sandbox could not be started: {error}"

@@ -1,24 +1,7 @@
-"""Contain the code under test: resource limits, an unprivileged user, and (with bubblewrap) a
-filesystem that holds only what a run needs.
+"""Contain the code under test: resource limits, an unprivileged user (users.py), and with
+bubblewrap a filesystem that holds only what a run needs and a network of its own (pasta).
 
-What each deployment gets (the README says the same):
-- bubblewrap usable, worker root: bwrap (as root, so it can mount any path) builds a new mount,
-  PID and IPC namespace; inside, setpriv drops to the run's own uid (users.py) with no capabilities. Only /usr,
-  /etc, the node binary's tree, node_modules and the Playwright browsers path are visible (read-only),
-  plus the run's directory and its temporary directory (writable). Not the app's source, instance/,
-  .env, the other runs, /root, /home or the worker's /proc.
-- bubblewrap usable, worker not root: the same view through an unprivileged user namespace; the
-  process keeps the worker's uid outside it (there is no other user to become).
-- no bubblewrap: no private view. As root the test still runs as its own uid, so it can read only
-  what is world-readable and write only where that user may; not root, it runs as the worker's user.
-- always: the rlimits below, set before exec and inherited by every process the test starts.
-
-The network (SANDBOX_NETWORK): with bubblewrap and a root worker, the test gets a network namespace
-of its own by default, with a loopback of its own; pasta (Debian's passt) connects it to the outside
-through ordinary sockets of the worker, so the test reaches websites and other machines but not the
-services on the worker's loopback (a local PostgreSQL or Redis that trusts local connections).
-Otherwise (SANDBOX_NETWORK=host, no bubblewrap, no pasta, a worker not root) the test shares the
-worker's network, loopback included.
+What each deployment gets, and what it does not: docs/isolation.md.
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ ACTORS = {"test": "execute_test_run", "job": "execute_job_run"}
 def create_playground_run(script: str, title: str, trigger: str, saved: Test | None = None) -> Run:
     """A pending run of code typed in the playground.
 
-    Code that belongs to no saved test is kept as an unsaved test sharing the run's id (API.md);
+    Code that belongs to no saved test is kept as an unsaved test sharing the run's id (docs/api.md);
     code edited from a saved test counts in that test's history.
     """
     run_id = new_id()

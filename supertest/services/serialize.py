@@ -1,4 +1,4 @@
-"""The JSON shapes of API.md: camelCase keys, ISO 8601 times in UTC."""
+"""The JSON shapes of docs/api.md: camelCase keys, ISO 8601 times in UTC."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,7 +11,7 @@ def iso(moment: datetime | None) -> str | None:
     return as_utc(moment).isoformat().replace("+00:00", "Z") if moment else None
 
 
-# The paths are part of the HTTP contract (API.md), and workers build them without a request.
+# The paths are part of the HTTP contract (docs/api.md), and workers build them without a request.
 def report_url(run_id: str) -> str:
     return f"/api/test-results/{run_id}/report/index.html"
 

@@ -1,5 +1,5 @@
 """One way to answer what went wrong: a Problem (supertest/errors.py) or anything else becomes JSON
-in API.md's shape for the API (never an HTML page or a traceback there), and a message page, or its
+in docs/api.md's shape for the API (never an HTML page or a traceback there), and a message page, or its
 fragment for HTMX, for a person."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Live run status over Server-Sent Events, as JSON (API.md)."""
+"""Live run status over Server-Sent Events, as JSON (docs/api.md)."""
 from __future__ import annotations
 
 import json

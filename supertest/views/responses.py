@@ -66,7 +66,7 @@ def go(url: str) -> Response:
 
 
 def start_response(run: Run):
-    """202 with where to watch the run and read its report (API.md)."""
+    """202 with where to watch the run and read its report (docs/api.md)."""
     owner = {"jobId": run.job_id} if run.kind == "job" else {"testId": run.test_id}
     body = {**owner, "runId": run.id, "status": run.status, **run_links(run)}
     return jsonify(body), 202, {"Location": body["url"]}
