@@ -3,7 +3,10 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-postgres test-sqlite bench clean
+# Tests that need no service and no browser: `make check` runs them with the linters, in seconds.
+UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py
+
+.PHONY: install run test test-postgres test-sqlite lint check bench clean
 
 install: $(VENV)/.installed node_modules/.installed .playwright-browsers/.installed
 
@@ -13,19 +16,33 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
+# apt first: Node.js and npm may be among what it installs.
+.playwright-browsers/.system-deps: scripts/install-system-deps
+	scripts/install-system-deps
+	mkdir -p .playwright-browsers
+	touch $@
+
+node_modules/.installed: package.json package-lock.json .playwright-browsers/.system-deps
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-.playwright-browsers/.installed: scripts/install-system-deps node_modules/.installed
-	scripts/install-system-deps
+.playwright-browsers/.installed: scripts/link-ffmpeg node_modules/.installed
+	scripts/link-ffmpeg
 	touch $@
 
 run: install
 	$(PYTHON) -m supertest.stack
 
-# The whole suite, on PostgreSQL (production) and on SQLite (the `make run` default).
-test: test-postgres test-sqlite
+# The whole suite, on PostgreSQL (production) and on SQLite (the `make run` default), after the linters.
+test: lint test-postgres test-sqlite
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check supertest tests bench
+	$(BIN)/mypy
+
+# The inner loop: linters and unit tests, no services.
+check: lint
+	$(BIN)/pytest -q -p no:cacheprovider $(UNIT_TESTS)
 
 test-postgres: install
 	SUPERTEST_TEST_DATABASE=postgresql $(BIN)/pytest $(PYTEST_ARGS)

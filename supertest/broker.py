@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from flask import Flask
@@ -19,12 +20,12 @@ class AppContext(Middleware):
         self.app = app
         self._contexts: dict[str, Any] = {}
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         context = self.app.app_context()
         context.push()
         self._contexts[message.message_id] = context
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *,
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         context = self._contexts.pop(message.message_id, None)
         if context is not None:

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from supertest.extensions import db
+from supertest.extensions import Base, db
 from supertest.outcomes import PENDING, TERMINAL
+
+# Flask-SQLAlchemy makes db.Model at run time, from Base; type checkers see Base.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 def new_id() -> str:
@@ -19,7 +26,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Test(db.Model):
+class Test(Model):
     """A Playwright script: typed into the playground, or saved by a user."""
 
     __tablename__ = "tests"
@@ -34,7 +41,7 @@ class Test(db.Model):
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-class Job(db.Model):
+class Job(Model):
     """A suite: an ordered list of saved tests that run together in one `playwright test`."""
 
     __tablename__ = "jobs"
@@ -59,7 +66,7 @@ class Job(db.Model):
         return [entry.test for entry in self.entries]
 
 
-class JobTest(db.Model):
+class JobTest(Model):
     """A test's place in a job. Deleting the test takes it out of the job."""
 
     __tablename__ = "job_tests"
@@ -71,7 +78,7 @@ class JobTest(db.Model):
     test: Mapped[Test] = relationship()
 
 
-class Run(db.Model):
+class Run(Model):
     """One execution of a test, from pending to a terminal status."""
 
     __tablename__ = "runs"
@@ -126,7 +133,7 @@ class Run(db.Model):
         return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)
 
 
-class RunTest(db.Model):
+class RunTest(Model):
     """A test as one run ran it: the script is copied when the run is requested, so later edits
     or a deletion do not change a queued run, and history keeps what actually ran."""
 
@@ -146,7 +153,7 @@ class RunTest(db.Model):
     test: Mapped[Test | None] = relationship()
 
 
-class TestResult(db.Model):
+class TestResult(Model):
     """The outcome of one test case within a run, taken from Playwright's JSON report."""
 
     __tablename__ = "test_results"
@@ -172,7 +179,7 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class User(db.Model):
+class User(Model):
     """A person who may sign in. Disabled users keep their rows (and tokens) but cannot sign in or use a token."""
 
     __tablename__ = "users"
@@ -200,7 +207,7 @@ class User(db.Model):
         return self.id
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for curl and CI: `st_<lookup>_<secret>`. Only a hash of the secret is kept; the
     lookup part finds the row, so the secret itself is compared in constant time, never searched for."""
 
@@ -218,7 +225,7 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class Variable(db.Model):
+class Variable(Model):
     """A named value given to every test as an environment variable. A secret's value is never
     shown again once saved, and is replaced by [secret] in whatever a run stores."""
 

@@ -112,7 +112,7 @@ def test_fate(statuses: list[str], named_in_errors: bool, errors: bool, run_stat
 def summary(statuses: Iterable[str]) -> dict[str, int]:
     """A run's counts of cases: total, passed, flaky, skipped, and failed (every other status)."""
     statuses = list(statuses)
-    counts = {name: statuses.count(name) for name in (PASSED, FLAKY, SKIPPED)}
+    counts = {str(name): statuses.count(name) for name in (PASSED, FLAKY, SKIPPED)}
     return {"total": len(statuses), "failed": len(statuses) - sum(counts.values()), **counts}
 
 

@@ -61,6 +61,11 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float,
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
+def _connects(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
 def answers_health(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/api/health", timeout=2) as response:
@@ -193,8 +198,7 @@ class Stack:
         self._spawn("redis", f"{server} --bind 127.0.0.1 --port {port} --save '' --appendonly yes "
                              f"--appendfsync everysec --dir {shlex.quote(str(data))}")
         self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
-                 "redis-server", 10, self.services[-1].process)
+        wait_for(lambda: _connects(port), "redis-server", 10, self.services[-1].process)
 
     def _spawn(self, name: str, command: str) -> subprocess.Popen:
         process = spawn(command, self.env)

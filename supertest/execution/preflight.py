@@ -104,4 +104,5 @@ def announce(client: redis.Redis, namespace: str, worker: str, problem: str | No
 def announced(client: redis.Redis, namespace: str) -> list[str]:
     """The problems live workers have announced."""
     keys = list(client.scan_iter(match=key(namespace, "*"), count=100))
-    return sorted({value.decode() for value in client.mget(keys) if value}) if keys else []
+    values: list[bytes | None] = client.mget(keys) if keys else []  # type: ignore[assignment]
+    return sorted({value.decode() for value in values if value})

@@ -105,10 +105,11 @@ def run_playwright(
 
 
 def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[str, Any]], None]) -> None:
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
     # At most MAX_READ_BYTES at a time: a script that prints 50 MB without a newline costs us
     # no more memory than a short line (the rest of such a line is cut off in the log anyway).
-    for raw in iter(lambda: process.stdout.readline(MAX_READ_BYTES), b""):
+    for raw in iter(lambda: stdout.readline(MAX_READ_BYTES), b""):
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if line.startswith(EVENT_PREFIX):
             try:

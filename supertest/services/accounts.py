@@ -32,7 +32,7 @@ def _dummy_hash() -> str:
 
 
 def any_user() -> bool:
-    return db.session.scalar(select(func.count()).select_from(User)) > 0
+    return (db.session.scalar(select(func.count()).select_from(User)) or 0) > 0
 
 
 def get_user(user_id: str) -> User | None:

@@ -123,7 +123,7 @@ def reap(stale_seconds: float) -> list[str]:
         changed = db.session.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING,
                                                        Run.heartbeat_at < stale).values(heartbeat_at=utcnow()))
         db.session.commit()
-        moved = hand_back(run_id, "restarted after worker loss") if changed.rowcount else None
+        moved = hand_back(run_id, "restarted after worker loss") if changed.rowcount else None  # type: ignore[attr-defined]
         if moved is not None and moved.status == PENDING:
             log.warning("run %s: its worker was lost; handed back to the queue", run_id)
             handed.append(run_id)
@@ -170,13 +170,14 @@ def _transition(run_id: str, allowed_from: tuple[str, ...], values: dict,
     query = update(Run).where(Run.id == run_id, Run.status.in_(allowed_from))
     if attempt is not None:
         query = query.where(Run.attempt == attempt)
-    changed = db.session.execute(query.values(**values)).rowcount
+    changed = db.session.execute(query.values(**values)).rowcount  # type: ignore[attr-defined]
     if changed and also:
         also()
     db.session.commit()
     if not changed:
         return None
     run = db.session.get(Run, run_id)
+    assert run is not None  # it was just updated in this session
     events.publish(run_id, "status", run_json(run, with_tests=run.finished))
     return run
 

@@ -44,8 +44,8 @@ def cancel_run(run_id: str):
     run = found_run(run_id)
     cancelled = None if run.finished else runs.cancel(run_id)
     if cancelled is None:
-        run = runs.get(run_id)
-        raise Problem(f"the run has already ended: {run.status}", {"status": run.status}, status=409,
+        status = found_run(run_id).status  # as it ended, perhaps a moment ago
+        raise Problem(f"the run has already ended: {status}", {"status": status}, status=409,
                       code="already_finished")
     return jsonify(run_json(cancelled, with_tests=False)), 202
 

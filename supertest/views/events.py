@@ -29,7 +29,7 @@ def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
 
     def current() -> events.Event:
         try:
-            return current_event(runs.get(run_id))
+            return current_event(found(runs.get, run_id, "run"))
         finally:
             db.session.remove()
 
