@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 
@@ -18,18 +19,7 @@ def kill_strays(session: int, home: str, passes: int = 5) -> int:
     job. Several passes, since a stray may fork while we look. Returns how many were killed.
     """
     marker = f"HOME={home}".encode()
-    killed = 0
-    for _ in range(passes):
-        found = [pid for pid in pids() if session_of(pid) == session or marker in environ_of(pid)]
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        if not found:
-            break
-    return killed
+    return _kill_matching(lambda pid: session_of(pid) == session or marker in environ_of(pid), passes)
 
 
 def pids() -> list[int]:
@@ -65,10 +55,16 @@ def die_with_worker() -> None:
 
 
 def kill_user(uid: int, passes: int = 5) -> int:
-    """SIGKILL every process running as `uid`; several passes, since one may fork while we look."""
+    """SIGKILL every process running as `uid` (a run's own: users.py)."""
+    return _kill_matching(lambda pid: uid in _uids(pid), passes)
+
+
+def _kill_matching(match: Callable[[int], bool], passes: int) -> int:
+    """SIGKILL every process `match` picks; several passes, since one may fork while we look.
+    Returns how many were killed."""
     killed = 0
     for _ in range(passes):
-        found = [pid for pid in pids() if uid in _uids(pid)]
+        found = [pid for pid in pids() if match(pid)]
         for pid in found:
             try:
                 os.kill(pid, signal.SIGKILL)
