@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from supertest import models
 from supertest.extensions import db
-from supertest.outcomes import FAILED, PASSED
+from supertest.outcomes import CANCELLED, FAILED, PASSED
 from supertest.services import runs
 from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
 from tests.s3server import S3Server
@@ -187,7 +187,7 @@ def test_a_test_with_a_run_in_progress_is_not_deleted(app: Flask, client: FlaskC
     assert client.get(f"/api/tests/{test_id}").status_code == 200
     assert client.get(f"/api/runs/{run_id}").status_code == 200
     with app.app_context():
-        runs.finish(run_id, models.CANCELLED, error_message="ended by the test")
+        runs.finish(run_id, CANCELLED, error_message="ended by the test")
     assert client.delete(f"/api/tests/{test_id}").status_code == 200
 
 
