@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, expect
 
 from supertest import config
 from supertest.execution import redact, runner, workspace
+from supertest.execution.redact import archives, limits, streams
 from supertest.execution.redact import Limits, Redacted, Unredactable, redact_bytes, redact_file, redact_folder, \
     redact_text
 
@@ -97,6 +98,12 @@ def test_redact_bytes_replaces_in_text_like_bytes() -> None:
     assert redact_bytes(b"log: " + SECRET.encode() + b"\n", [SECRET]) == b"log: [secret]\n"
 
 
+def read_in_chunks_of(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make redaction read `size` bytes at a time: CHUNK, in each module that reads by it."""
+    for module in (streams, archives):
+        monkeypatch.setattr(module, "CHUNK", size)
+
+
 def test_a_file_without_a_secret_is_not_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "clean.txt"
     path.write_bytes(b"nothing here\n" * 1000)
@@ -110,7 +117,7 @@ def test_a_file_without_a_secret_is_not_rewritten(tmp_path: Path) -> None:
 def test_streaming_finds_secrets_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          chunk: int) -> None:
     """Files are read a chunk at a time: an occurrence cut by a chunk's end is still found."""
-    monkeypatch.setattr(redact, "CHUNK", chunk)
+    read_in_chunks_of(chunk, monkeypatch)
     escaped = json.dumps(SECRET)[1:-1]
     text = "".join(f"{'.' * offset}{SECRET}|{escaped}|" for offset in range(0, 300, 7)) + "end"
     path = tmp_path / "log.txt"
@@ -341,7 +348,7 @@ def test_a_deadline_passed_at_any_point_leaves_no_unredacted_nor_temporary_file(
     """The deadline is checked at every read: let it pass at each of them in turn (a clock that
     ticks once per look), in a folder with a zip in a zip and an index.html with an embedded zip.
     Every file is then redacted or removed, and no temporary file is left, whatever was under way."""
-    monkeypatch.setattr(redact, "CHUNK", 1024)
+    read_in_chunks_of(1024, monkeypatch)
     filler = "x" * 5_000
     report = zip_of("report.json", json.dumps({"title": SECRET, "filler": filler}).encode())
     files = {
@@ -357,7 +364,8 @@ def test_a_deadline_passed_at_any_point_leaves_no_unredacted_nor_temporary_file(
         ticks += 1
         return float(ticks)
 
-    monkeypatch.setattr(redact, "time", types.SimpleNamespace(monotonic=clock))
+    for module in (redact, limits):  # where the deadline is set, and where it is checked at every read
+        monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=clock))
 
     def redact_after(seconds: float) -> Redacted:
         nonlocal ticks

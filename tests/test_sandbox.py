@@ -23,7 +23,7 @@ import pytest
 from flask import Flask
 
 from supertest import config
-from supertest.execution import sandbox
+from supertest.execution import network, sandbox
 from tests.conftest import ProcfileProcess, make_app, start_worker
 from supertest.execution import processes
 from tests.helpers import ENV_PROBE, passing_script, run_processes, save_job, save_test, start_job, start_run, \
@@ -283,7 +283,7 @@ def networked(app: Flask, worker: ProcfileProcess, settings: dict[str, str]) -> 
     loopback += [[server.server_address[0], server.server_address[1]] for server in own]
     try:
         client = app.test_client()
-        run_id = start_run(client, script(NETWORKING, loopback=loopback, address=sandbox.NET_ADDRESS,
+        run_id = start_run(client, script(NETWORKING, loopback=loopback, address=network.NET_ADDRESS,
                                           outside=f"http://{outside.server_address[0]}:{outside.server_address[1]}/",
                                           mark=mark))["runId"]
         # pasta is one of the run's processes while it runs (the run can take a while to start)...
@@ -458,7 +458,7 @@ def test_the_private_network_works_on_this_machine(tmp_path: Path) -> None:
     assert launch.private_network == (os.geteuid() == 0)
     if launch.private_network:
         assert f"--ro-bind {tmp_path / 'resolv.conf'} /etc/resolv.conf" in " ".join(launch.argv)
-        assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {sandbox.NET_DNS}\n")
+        assert (tmp_path / "resolv.conf").read_text().startswith(f"nameserver {network.NET_DNS}\n")
     host = sandbox.Sandbox.from_config(config.from_env({"SANDBOX_NETWORK": "host"}))
     assert not host.launch(["node"], tmp_path / "run", tmp_path, [], ids).private_network
     insisting = sandbox.Sandbox.from_config(config.from_env({"SANDBOX": "none", "SANDBOX_NETWORK": "private"}))
@@ -469,7 +469,7 @@ def test_the_private_network_works_on_this_machine(tmp_path: Path) -> None:
 def test_the_sandbox_resolv_conf_sends_queries_through_pasta_and_keeps_reachable_nameservers() -> None:
     host = "# made by hand\nnameserver 127.0.0.53\nnameserver 10.1.2.3\nnameserver ::1\nsearch corp.example\n" \
            "options edns0 trust-ad\n"
-    assert sandbox.sandbox_resolv_conf(host) == (f"nameserver {sandbox.NET_DNS}\nnameserver 10.1.2.3\n"
+    assert network.sandbox_resolv_conf(host) == (f"nameserver {network.NET_DNS}\nnameserver 10.1.2.3\n"
                                                  "search corp.example\noptions edns0 trust-ad\n")
 
 
