@@ -25,9 +25,18 @@ from playwright.sync_api import Browser, expect
 
 from supertest import config
 from supertest.execution import redact, runner, workspace
-from supertest.execution.redact import archives, limits, streams
-from supertest.execution.redact import Limits, Redacted, Unredactable, redact_bytes, redact_file, redact_folder, \
-    redact_text
+from supertest.execution.redact import (
+    Limits,
+    Redacted,
+    Unredactable,
+    archives,
+    limits,
+    redact_bytes,
+    redact_file,
+    redact_folder,
+    redact_text,
+    streams,
+)
 
 SECRET = "S3cr3t-Sup3r \"qu0te\\back\" <tag> & é€ 🔑/x+y 'z'"
 # No secret form can leave this out: it is the same raw, escaped and encoded. Not finding even

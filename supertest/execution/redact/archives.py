@@ -18,8 +18,16 @@ from typing import BinaryIO
 
 from supertest.execution.redact.limits import _Budget
 from supertest.execution.redact.patterns import Matcher
-from supertest.execution.redact.streams import CHUNK, _copy_limited, _copy_redacted, _Metered, _open, _rewrite, \
-    _scan, _Source
+from supertest.execution.redact.streams import (
+    CHUNK,
+    _copy_limited,
+    _copy_redacted,
+    _Metered,
+    _open,
+    _rewrite,
+    _scan,
+    _Source,
+)
 
 # The package's logger: these warnings are named supertest.execution.redact, like the rest of redaction's.
 log = logging.getLogger(__package__)
@@ -95,9 +103,9 @@ def _redact_zip(path: Path, matcher: Matcher, budget: _Budget, depth: int) -> bo
             _rewrite(path, budget, lambda _, target: _write_zip(archive, target, plan, matcher, budget))
         return True
     finally:
-        for _, extracted in plan.values():
-            if extracted is not None and extracted.exists():
-                os.unlink(extracted)
+        for _, leftover in plan.values():
+            if leftover is not None and leftover.exists():
+                os.unlink(leftover)
 
 
 def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path, budget: _Budget) -> Path:
@@ -222,9 +230,9 @@ def _redact_with_embedded_zips(path: Path, matcher: Matcher, spans: list[tuple[i
         _rewrite(path, budget, copy)
         return True
     finally:
-        for _, _, decoded in zips:
-            if decoded is not None and decoded.exists():
-                os.unlink(decoded)
+        for _, _, leftover in zips:
+            if leftover is not None and leftover.exists():
+                os.unlink(leftover)
 
 
 def _decode_base64(source: _Source, target: BinaryIO, length: int, budget: _Budget) -> None:

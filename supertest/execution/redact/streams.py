@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 from supertest.execution.redact.limits import _Budget
 from supertest.execution.redact.patterns import Matcher, _apply
@@ -26,7 +26,7 @@ class _Metered:
     (`expanded`), spends what it reads from the budget. Reads are CHUNK-sized: this costs
     nothing per byte. An archive's entry is never read more than a byte past the budget."""
 
-    def __init__(self, stream: BinaryIO, budget: _Budget, expanded: bool) -> None:
+    def __init__(self, stream: IO[bytes], budget: _Budget, expanded: bool) -> None:
         self.stream = stream
         self.budget = budget
         self.expanded = expanded
@@ -74,7 +74,7 @@ def _scan(source: _Source, matcher: Matcher, limit: int | None = None) -> tuple[
     return found, utf8
 
 
-def _copy_redacted(source: _Source, target: BinaryIO, matcher: Matcher, mask: bool, limit: int | None = None) -> None:
+def _copy_redacted(source: _Source, target: IO[bytes], matcher: Matcher, mask: bool, limit: int | None = None) -> None:
     """Copy a stream with every secret replaced (text) or masked (binary), a chunk at a time."""
     for window in _windows(source, matcher, limit):
         spans = matcher.spans(window.data, window.stop)
