@@ -80,7 +80,7 @@ def run_direct(settings: Mapping[str, Any], run_dir: Path, specs: list[workspace
                               stderr=subprocess.STDOUT,
                               env=runner.child_env(run_dir, tmp_dir, settings["PLAYWRIGHT_BROWSERS_PATH"]))
         elapsed = time.perf_counter() - start
-        report = results.read_report(run_dir / "supertest-results.json", run_dir)
+        report = results.read_report(run_dir / "supertest-results.json", run_dir, {spec.filename for spec in specs})
         if done.returncode != 0 or report is None or [t.status for t in report.tests] != [PASSED] * len(specs):
             raise BenchError(f"direct run exited {done.returncode}:\n{done.stdout.decode(errors='replace')[-3000:]}")
         return elapsed

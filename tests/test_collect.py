@@ -4,11 +4,14 @@ worker reads a run's files."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from supertest.execution.collect import MB, Limits, collect
+from supertest.nofollow import remove_tree
 
 RUN_UID = 900_000_999  # a uid of SANDBOX_UIDS' kind: no account, no rights but its own files
 LIMITS = Limits(max_bytes=4 * MB, max_files=100, max_depth=4)
@@ -52,7 +55,7 @@ def test_regular_files_are_copied_as_they_are(run_dir: Path, tmp_path: Path) -> 
     (lambda report: os.mkfifo(report / "pipe"), "report/pipe", "a FIFO"),
     (lambda report: os.link(report / "index.html", report / "again.html"), "report/again.html",
      "a file with more than one hard link"),
-    (lambda report: (report / "bad\nname.txt").write_text("x"), "report/bad\nname.txt",
+    (lambda report: (report / "bad\nname.txt").write_text("x"), "report/bad\\nname.txt",
      "a name that is not plain text"),
     (lambda report: (report / os.fsdecode(b"\xff.txt")).write_text("x"), "report/\\udcff.txt",
      "a name that is not plain text"),
@@ -130,3 +133,15 @@ def test_folders_nested_past_the_limit_are_left_out(run_dir: Path, tmp_path: Pat
     result = collect(run_dir, ["report"], tmp_path / "kept", LIMITS, (RUN_UID,) * 2)
     assert ("report/d0/d1/d2/d3", "folders nested deeper than 4") in result.left_out, result.left_out
     assert not list((tmp_path / "kept").rglob("bottom.txt"))
+
+
+def test_a_tree_thousands_of_folders_deep_is_removed(tmp_path: Path) -> None:
+    """Python's rmtree recurses once a level (RecursionError past about 1,000): a run's folders are
+    removed with nofollow.remove_tree, which does not, and follows no link."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "keep.txt").write_text("not the run's")
+    subprocess.run([sys.executable, "-c", "import os\nfor _ in range(3000):\n    os.mkdir('d'); os.chdir('d')\n"
+                    "os.symlink('../../../../keep.txt', 'link')"], cwd=run, check=True)
+    remove_tree(run)
+    assert not run.exists() and (tmp_path / "keep.txt").read_text() == "not the run's"

@@ -341,6 +341,37 @@ def test_the_budget_counts_what_an_embedded_zip_decodes_to(tmp_path: Path) -> No
     assert SECRET_PREFIX.encode() not in path.read_bytes() and list(tmp_path.iterdir()) == [path]
 
 
+def test_a_zip_whose_directory_is_too_big_to_read_is_removed_before_it_is_read(tmp_path: Path) -> None:
+    """zipfile reads a zip's whole directory into memory first: one that declares more than
+    MAX_ZIP_DIRECTORY is refused from its end record, whatever the budget."""
+    name_length = 300
+    entries = archives.MAX_ZIP_DIRECTORY // (46 + name_length) + 10
+    with zipfile.ZipFile(tmp_path / "crowded.zip", "w", zipfile.ZIP_STORED) as archive:
+        for n in range(entries):
+            archive.writestr(f"{n:0{name_length}d}", b"")
+        archive.writestr("secret.txt", SECRET)
+    redacted = redact_folder(tmp_path, [SECRET], Limits(max_expanded_bytes=1 << 30, seconds=60))
+    [(path, reason)] = redacted.dropped
+    assert path.name == "crowded.zip" and reason.startswith(f"a zip whose directory lists {entries + 1} entries")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_finding_embedded_zips_is_linear_and_bounded(tmp_path: Path) -> None:
+    """A text file of nothing but the prefix of an embedded zip: searched once over (it used to be
+    copied again for every find), and refused past MAX_EMBEDDED_ZIPS."""
+    path = tmp_path / "index.html"
+    path.write_bytes(f"<p>{SECRET}</p>".encode() + b"data:application/zip;base64,A\n" * 200_000)
+    started = time.perf_counter()
+    with pytest.raises(Unredactable) as raised:
+        redact_file(path, [SECRET], Limits(max_expanded_bytes=1 << 30, seconds=60))
+    print(f"refused in {time.perf_counter() - started:.3f} s")
+    assert raised.value.reason == f"more than {archives.MAX_EMBEDDED_ZIPS} embedded zips to search for secrets"
+    few = tmp_path / "few.html"
+    few.write_bytes(b"x" * (streams.CHUNK - 10) + b"data:application/zip;base64,QUJD\n" * 3 + SECRET.encode())
+    assert archives._embedded_zips(few, limits._Budget(Limits(), time.monotonic() + 60)) == [
+        (streams.CHUNK - 10 + 28 + n * 33, streams.CHUNK - 10 + 32 + n * 33) for n in range(3)]
+
+
 def test_past_the_deadline_every_file_is_removed(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.txt").write_text(SECRET, encoding="utf-8")

@@ -97,7 +97,7 @@ def test_report_parsing_maps_statuses_and_cleans_errors(tmp_path: Path) -> None:
     ]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(report))
-    parsed = results.read_report(path, run_dir)
+    parsed = results.read_report(path, run_dir, {"a.spec.ts"})
     assert parsed is not None
     assert [(t.title, t.status, t.retries, t.duration_ms) for t in parsed.tests] == [
         ("ok", "passed", 0, 10), ("wobbly", "flaky", 1, 11), ("group › bad", "timedOut", 0, 30),
@@ -107,9 +107,33 @@ def test_report_parsing_maps_statuses_and_cleans_errors(tmp_path: Path) -> None:
 
 
 def test_missing_or_broken_report_reads_as_none(tmp_path: Path) -> None:
-    assert results.read_report(tmp_path / "absent.json", tmp_path) is None
-    (tmp_path / "broken.json").write_text("{")
-    assert results.read_report(tmp_path / "broken.json", tmp_path) is None
+    assert results.read_report(tmp_path / "absent.json", tmp_path, {"a.spec.ts"}) is None
+    for name, body in [("broken", "{"), ("a list", "[]"), ("deep", "[" * 100_000 + "]" * 100_000),
+                       ("huge", " " * (results.MAX_RESULTS_BYTES + 1) + "{}")]:
+        (tmp_path / f"{name}.json").write_text(body)
+        assert results.read_report(tmp_path / f"{name}.json", tmp_path, {"a.spec.ts"}) is None, name
+
+
+def test_a_report_the_test_wrote_itself_is_bounded_and_clipped(tmp_path: Path) -> None:
+    """The test can write the results file: what it says about itself is checked, clipped and
+    counted before anything of it is stored, and it cannot speak for files that are not the run's."""
+    forged = {"errors": ["not an object", {"message": 42, "location": "nowhere"}] * 50, "tests": [
+        {"title": "x" * 100_000, "file": "a.spec.ts", "outcome": "expected" * 10,
+         "results": [{"status": "s" * 40, "duration": float("inf"), "errors": [{"message": "m" * 100_000}]}] * 50},
+        {"title": "another run's", "file": "../other.spec.ts", "outcome": "expected", "results": []},
+        ["not", "a", "test"],
+        *[{"title": "padding", "file": "a.spec.ts", "outcome": "expected", "results": []}] * (results.MAX_CASES + 10),
+    ]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(forged))
+    parsed = results.read_report(path, tmp_path, {"a.spec.ts"})
+    assert parsed is not None and len(parsed.tests) <= results.MAX_CASES
+    first = parsed.tests[0]
+    assert len(first.title) == results.MAX_TITLE_CHARS and first.file == "a.spec.ts"
+    assert first.status == "skipped" and first.duration_ms == 0 and first.retries == results.MAX_ATTEMPTS - 1
+    assert first.error is not None and len(first.error) <= results.MAX_ERROR_CHARS
+    assert {test.file for test in parsed.tests} == {"a.spec.ts"}
+    assert len(parsed.errors) == results.MAX_ERRORS and "unknown error" in parsed.errors[0]
 
 
 def test_migrations_have_exactly_one_head() -> None:

@@ -18,7 +18,7 @@ from dramatiq.middleware import Shutdown
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from supertest import events
+from supertest import events, nofollow
 from supertest.connections import redis_client
 from supertest.execution import collect, preflight, processes, redact, results, runner, sandbox, workspace
 from supertest.execution.progress import Progress
@@ -62,10 +62,13 @@ def execute_run(run_id: str) -> None:
         runs.hand_back(run_id, "handed back when its worker shut down", attempt)
     except Exception as error:  # our fault, not the test's: say so rather than leave it running
         log.exception("run %s failed inside Supertest", run_id)
-        runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {error}", attempt=attempt)
+        db.session.rollback()  # a failed write leaves the session unusable until then
+        # A database error's text holds SQL and the values it was given: the log has it, not the user.
+        why = "a database error" if isinstance(error, DBAPIError) else error
+        runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {why}", attempt=attempt)
     finally:
         for folder in (run_dir, kept, tmp_dir):
-            shutil.rmtree(folder, ignore_errors=True)  # removes links, never what they point to
+            nofollow.remove_tree(folder)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
         return
     collected = _collect(run, space, config)
     dropped = _redact(run, space.kept, secrets, config)
-    report = results.read_report(space.kept / RESULTS, space.run_dir)
+    report = results.read_report(space.kept / RESULTS, space.run_dir, {test.filename for test in run.run_tests})
     status, message = _verdict(outcome, report, space.run_dir, run.timeout_ms)
     notes = [message, collected.summary(), dropped]
     message = redact.redact_text("\n\n".join(note for note in notes if note), secrets) or None
@@ -170,7 +173,7 @@ def _node_and_readable(config: Any) -> tuple[str, list[Path]]:
 
 def sandbox_problem() -> str | None:
     """Why runs cannot start in this worker's sandbox (a path its user cannot reach), or None.
-    Found once per worker process (preflight.py), before the first run or at the worker's start."""
+    Checked (preflight.py) at the worker's start or before its first run, until it passes once."""
     extensions = current_app.extensions
     if "sandbox_problem" not in extensions:
         config = current_app.config
@@ -180,9 +183,11 @@ def sandbox_problem() -> str | None:
                    (Path(config["PLAYWRIGHT_BROWSERS_PATH"]), "r"), *([(Path(chromium), "x")] if chromium else [])]
         env = runner.child_env(Path("/"), Path("/"), config["PLAYWRIGHT_BROWSERS_PATH"])
         problem = preflight.check(_sandbox(config), node, targets, readable, Path(config["RUNS_DIR"]), env)
-        if problem:
-            log.error("%s", problem)
-        extensions["sandbox_problem"] = problem
+        if not problem:
+            extensions["sandbox_problem"] = None  # found once: what works stays working
+            return None
+        log.error("%s", problem)  # looked at again next time: it may be mended meanwhile
+        return problem
     return extensions["sandbox_problem"]
 
 

@@ -83,7 +83,8 @@ def _entry(dir_fd: int, name: str, shown: str, target: Path, depth: int, limits:
         collected.left_out.append((shown, f"could not be read: {error.strerror}"))
         return
     if not _plain(name):
-        collected.left_out.append((shown.encode("utf-8", "backslashreplace").decode(),
+        # Shown escaped: a name may hold a newline or a terminal's escape codes, to forge log lines.
+        collected.left_out.append((shown.encode("unicode_escape", "backslashreplace").decode("ascii"),
                                    "a name that is not plain text"))
         return
     if stat.S_ISDIR(seen.st_mode):

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import redis
@@ -45,10 +46,19 @@ NEEDS = {"enter": "enter", "r": "read", "x": "run", "w": "write to"}
 def check(box: Sandbox, node: str, targets: list[tuple[Path, str]], readable: list[Path], runs_dir: Path,
           env: dict[str, str]) -> str | None:
     """None when the sandbox's user reaches every target ("r", "x" or "w"), else what to do about it."""
+    # A uid of its own, as a run's: one a run holds would be killed (or starved) with that run.
+    try:
+        with box.users.hold() if box.users else nullcontext(None) as ids:
+            return _probe(box, node, targets, readable, runs_dir, env, ids)
+    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+        return f"The test sandbox could not be started: {error}"
+
+
+def _probe(box: Sandbox, node: str, targets: list[tuple[Path, str]], readable: list[Path], runs_dir: Path,
+           env: dict[str, str], ids: tuple[int, int] | None) -> str | None:
     runs_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="preflight-", dir=runs_dir))
     tmp_dir = Path(tempfile.mkdtemp(prefix="st-"))
-    ids = box.probe_ids()
     try:
         probe = [(str(run_dir), "w"), *((str(path), need) for path, need in targets)]
         launch = box.launch([node, "-e", PROBE, json.dumps(probe)], run_dir, tmp_dir, readable, ids)
@@ -62,8 +72,6 @@ def check(box: Sandbox, node: str, targets: list[tuple[Path, str]], readable: li
             return (f"The test sandbox could not start node ({node}) as {_who(ids)}: {why}. "
                     "Make node and the folders above it readable by others, or see docs/isolation.md.")
         return _advice(problems, ids, box.uses_bwrap()) if problems else None
-    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
-        return f"The test sandbox could not be started: {error}"
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(tmp_dir, ignore_errors=True)

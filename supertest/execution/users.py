@@ -38,21 +38,36 @@ class UserRange:
     @contextmanager
     def hold(self) -> Iterator[tuple[int, int]]:
         """A free (uid, gid) for one run; when the run is over, its processes are killed and it is free."""
-        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
-        uids = list(range(self.first, self.last + 1))
-        start = random.randrange(len(uids))  # workers starting together try different uids first
-        for uid in uids[start:] + uids[:start]:
-            fd = os.open(self.lock_dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            try:
-                kill_user(uid)  # left by a run whose worker died before it could clean up
-                yield uid, uid
-            finally:
-                kill_user(uid)
-                os.close(fd)  # lets go of the lock
-            return
+        folder = self._lock_folder()
+        try:
+            uids = list(range(self.first, self.last + 1))
+            start = random.randrange(len(uids))  # workers starting together try different uids first
+            for uid in uids[start:] + uids[:start]:
+                fd = os.open(str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                try:
+                    kill_user(uid)  # left by a run whose worker died before it could clean up
+                    yield uid, uid
+                finally:
+                    kill_user(uid)
+                    os.close(fd)  # lets go of the lock
+                return
+        finally:
+            os.close(folder)
         raise NoFreeUser(f"all {len(uids)} sandbox users (SANDBOX_UIDS) are busy on this machine")
+
+    def _lock_folder(self) -> int:
+        """The lock folder, opened without following a link, and only if it is root's alone: in a
+        world-writable /tmp, anyone could have made it first and so hand two runs one uid."""
+        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
+        folder = os.open(self.lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        status = os.fstat(folder)
+        if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+            os.close(folder)
+            raise RuntimeError(f"{self.lock_dir} belongs to someone else or others may write to it; "
+                               "remove it (the worker makes it again)")
+        return folder

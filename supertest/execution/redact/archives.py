@@ -10,13 +10,14 @@ import logging
 import os
 import re
 import shutil
+import struct
 import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
-from supertest.execution.redact.limits import _Budget
+from supertest.execution.redact.limits import _Budget, _Exceeded
 from supertest.execution.redact.patterns import Matcher
 from supertest.execution.redact.streams import (
     CHUNK,
@@ -33,8 +34,37 @@ from supertest.execution.redact.streams import (
 log = logging.getLogger(__package__)
 
 ZIP_MAGIC = b"PK\x03\x04"
+# zipfile reads a zip's whole central directory into objects before the first entry is opened, so
+# its size is checked first, from the end record: a trace's lists a few thousand entries.
+MAX_ZIP_DIRECTORY = 8 * 1024 * 1024
+MAX_ZIP_ENTRIES = 100_000
+MAX_EMBEDDED_ZIPS = 16  # data: URLs of zips in one text file; the report's index.html has one
+END_RECORD, ZIP64_LOCATOR, ZIP64_END_RECORD = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
 EMBEDDED_ZIP = b"data:application/zip;base64,"
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+def _check_directory(path: Path) -> None:
+    """Refuse a zip whose central directory is too big to read (see MAX_ZIP_DIRECTORY), as its end
+    record (or the zip64 one) declares it; zipfile reads no more than that. Without an end record
+    it is left to zipfile to refuse."""
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(max(0, size - (1 << 16) - 22))  # the record, after a comment of at most 64 KB
+        tail = file.read()
+        at = tail.rfind(END_RECORD)
+        if at < 0 or len(tail) - at < 22:
+            return
+        entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+        locator = tail.rfind(ZIP64_LOCATOR, 0, at)
+        if (entries == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0 and at - locator >= 20:
+            file.seek(struct.unpack("<Q", tail[locator + 8:locator + 16])[0])
+            record = file.read(56)
+            if record[:4] == ZIP64_END_RECORD and len(record) == 56:
+                entries, directory = struct.unpack("<QQ", record[32:48])
+    if entries > MAX_ZIP_ENTRIES or directory > MAX_ZIP_DIRECTORY:
+        raise _Exceeded(f"a zip whose directory lists {entries} entries in {directory // (1 << 20)} MB, "
+                        f"more than the {MAX_ZIP_ENTRIES} entries or {MAX_ZIP_DIRECTORY >> 20} MB searched for secrets")
 
 
 def _entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> _Metered:
@@ -73,6 +103,7 @@ def _redact_zip(path: Path, matcher: Matcher, budget: _Budget, depth: int) -> bo
     redacted and the others as they were (same names, order, dates, compression)."""
     # Entry number (names may repeat in a zip) → ("text" | "binary" | "zip", the redacted zip extracted).
     plan: dict[int, tuple[str, Path | None]] = {}
+    _check_directory(path)
     try:
         with zipfile.ZipFile(path) as archive:
             for number, info in enumerate(archive.infolist()):
@@ -149,29 +180,34 @@ def _write_zip(archive: zipfile.ZipFile, target: BinaryIO, plan: dict[int, tuple
 
 def _embedded_zips(path: Path, budget: _Budget) -> list[tuple[int, int]]:
     """Where a text file carries zips as `data:application/zip;base64,...`: (start, end) of each
-    run of base64 after that prefix. The report's index.html has one, at its end."""
-    spans = []
+    run of base64 after that prefix. The report's index.html has one, at its end; a file with more
+    than MAX_EMBEDDED_ZIPS is refused. Linear in the file's size: each chunk is searched from
+    where the last find left off, with only the prefix's length carried over between chunks."""
+    spans: list[tuple[int, int]] = []
     start: int | None = None  # inside a run of base64 that began there
     offset = 0  # of the chunk in the file
-    tail = b""  # the end of what was read, in case the prefix is cut in two
+    tail = b""  # the end of the last chunk, in case the prefix is cut in two
     with _open(path, budget) as source:
         while chunk := source.read(CHUNK):
+            data, base = tail + chunk, offset - len(tail)  # data begins at `base` in the file
             at = 0
-            while at < len(chunk):
+            while at < len(data):
                 if start is None:
-                    data = tail + chunk[at:]
-                    found = data.find(EMBEDDED_ZIP)
+                    found = data.find(EMBEDDED_ZIP, at)
                     if found < 0:
-                        tail = data[-(len(EMBEDDED_ZIP) - 1):]
                         break
-                    start = offset + at - len(tail) + found + len(EMBEDDED_ZIP)
-                    at, tail = start - offset, b""
+                    at = found + len(EMBEDDED_ZIP)
+                    start = base + at
                 else:
-                    end = _NOT_BASE64.search(chunk, at)
+                    end = _NOT_BASE64.search(data, at)
                     if end is None:
                         break
-                    spans.append((start, offset + end.start()))
+                    spans.append((start, base + end.start()))
+                    if len(spans) > MAX_EMBEDDED_ZIPS:
+                        raise _Exceeded(f"more than {MAX_EMBEDDED_ZIPS} embedded zips to search for secrets")
                     start, at = None, end.start()
+            # A prefix cannot hide in what is kept (one byte shorter than it), so none is found twice.
+            tail = data[-(len(EMBEDDED_ZIP) - 1):] if start is None else b""
             offset += len(chunk)
     if start is not None:
         spans.append((start, offset))
