@@ -186,8 +186,10 @@ def sandbox_problem() -> str | None:
         if not problem:
             extensions["sandbox_problem"] = None  # found once: what works stays working
             return None
-        log.error("%s", problem)  # looked at again next time: it may be mended meanwhile
-        return problem
+        if extensions.get("sandbox_problem_said") != problem:  # said once, not at every look
+            log.error("%s", problem)
+            extensions["sandbox_problem_said"] = problem
+        return problem  # looked at again next time: it may be mended meanwhile
     return extensions["sandbox_problem"]
 
 
