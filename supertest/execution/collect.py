@@ -13,6 +13,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from supertest import nofollow
 
@@ -35,6 +36,11 @@ class Collected:
     bytes: int = 0
     entries: int = 0
     left_out: list[tuple[str, str]] = field(default_factory=list)
+
+    def leave_out(self, shown: str, why: str) -> None:
+        # Shown escaped: a name may hold a newline or a terminal's escape codes, to forge log lines.
+        printable = shown if shown.isprintable() else shown.encode("unicode_escape", "backslashreplace").decode()
+        self.left_out.append((printable, why))
 
     def summary(self, shown: int = 10) -> str | None:
         """The left-out entries in a sentence for the run's message; None when nothing was."""
@@ -70,7 +76,7 @@ def _entry(dir_fd: int, name: str, shown: str, target: Path, depth: int, limits:
     """Copy one entry of the folder `dir_fd` (shown as `shown`) to `target / name`."""
     if collected.entries >= limits.max_files:
         if collected.entries == limits.max_files:
-            collected.left_out.append((shown, f"over the limit of {limits.max_files} files; so is the rest"))
+            collected.leave_out(shown, f"over the limit of {limits.max_files} files; so is the rest")
             collected.entries += 1
         return
     collected.entries += 1
@@ -80,22 +86,20 @@ def _entry(dir_fd: int, name: str, shown: str, target: Path, depth: int, limits:
     except FileNotFoundError:
         return  # the run did not get as far as writing it
     except OSError as error:
-        collected.left_out.append((shown, f"could not be read: {error.strerror}"))
+        collected.leave_out(shown, f"could not be read: {error.strerror}")
         return
     if not _plain(name):
-        # Shown escaped: a name may hold a newline or a terminal's escape codes, to forge log lines.
-        collected.left_out.append((shown.encode("unicode_escape", "backslashreplace").decode("ascii"),
-                                   "a name that is not plain text"))
+        collected.leave_out(shown, "a name that is not plain text")
         return
     if stat.S_ISDIR(seen.st_mode):
         if depth >= limits.max_depth:
-            collected.left_out.append((shown, f"folders nested deeper than {limits.max_depth}"))
+            collected.leave_out(shown, f"folders nested deeper than {limits.max_depth}")
             return
         with nofollow.as_user(owner):
             try:
                 inner = nofollow.open_dir(name, dir_fd=dir_fd)
             except OSError:
-                collected.left_out.append((shown, "changed while it was opened"))
+                collected.leave_out(shown, "changed while it was opened")
                 return
         try:
             (target / name).mkdir(mode=0o755)
@@ -116,26 +120,26 @@ def _entry(dir_fd: int, name: str, shown: str, target: Path, depth: int, limits:
         with nofollow.as_user(owner):
             fd, status = nofollow.open_file(name, dir_fd)
     except nofollow.Refused as refused:
-        collected.left_out.append((shown, str(refused)))
+        collected.leave_out(shown, str(refused))
         return
     except OSError as error:  # not readable by the test's user, or gone meanwhile
-        collected.left_out.append((shown, f"could not be read: {error.strerror}"))
+        collected.leave_out(shown, f"could not be read: {error.strerror}")
         return
     with os.fdopen(fd, "rb") as source:
         room = limits.max_bytes - collected.bytes
         if status.st_size > room:
-            collected.left_out.append((shown, f"{status.st_size / MB:.1f} MB would pass the limit of "
-                                              f"{limits.max_bytes // MB} MB for a run's report"))
+            collected.leave_out(shown, f"{status.st_size / MB:.1f} MB would pass the limit of "
+                                       f"{limits.max_bytes // MB} MB for a run's report")
             return
         collected.bytes += _copy(source, target / name, room)
         collected.files += 1
 
 
-def _copy(source: object, path: Path, room: int) -> int:
-    """Copy at most `room` bytes (the file cannot grow past what was checked); returns how many."""
+def _copy(source: BinaryIO, path: Path, room: int) -> int:
+    """Copy at most `room` bytes, however the file may grow meanwhile; returns how many."""
     copied = 0
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), "wb") as out:
-        while copied < room and (chunk := source.read(min(CHUNK, room - copied))):  # type: ignore[attr-defined]
+        while copied < room and (chunk := source.read(min(CHUNK, room - copied))):
             out.write(chunk)
             copied += len(chunk)
     return copied
