@@ -4,7 +4,8 @@ A run's processes write its report; a root worker (or the web process serving a 
 disk) must never be led by them to another file. Every path below a trusted folder is opened one
 component at a time, relative to the descriptor of the folder above it, with O_NOFOLLOW, and only
 regular files with a single link are accepted (a hard link could name a file the writer did not
-own). FIFOs are opened with O_NONBLOCK, so even a check on one cannot hang, and then refused.
+own). A FIFO or device is never opened, so nothing here can hang on one. Trees such a writer
+made are removed without following links and however deep they go (remove_tree).
 """
 from __future__ import annotations
 
