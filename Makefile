@@ -54,6 +54,7 @@ bench: install
 	$(PYTHON) bench/overhead.py
 	$(PYTHON) bench/jobs.py
 	$(PYTHON) bench/faults.py
+	$(PYTHON) bench/throughput.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info

@@ -9,7 +9,9 @@ terminal status. Every run must pass or the benchmark stops.
 
 Printed for each: the wall times, the most runs running together (from the runs' startedAt and
 finishedAt), and `throughput ratio: <N at once ÷ one>`. With S runs at once, the best it can be is
-about ceil(N ÷ S); the target is within 1.2× of it.
+about ceil(N ÷ S); the target is within 1.2× of it. Runs at once share the CPU and each takes
+longer than one alone, so `hand-off ratio` divides the wall time by ceil(N ÷ S) times their own
+median running time: what is left (near 1) is time lost between runs, in the queue.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/throughput.py` from anywhere
-from bench.common import ApiTiming, run_api, stacks_in_scratch  # noqa: E402
+from bench.common import ApiTiming, median_parts, run_api, stacks_in_scratch  # noqa: E402
 
 THREADS = 2  # WORKER_THREADS's default, which the Procfile passes on
 SPEC = """import { test } from '@playwright/test';
@@ -57,15 +59,21 @@ def measure(processes: int, n: int, alone_rounds: int, log: Path | None) -> floa
             return run_api(session, url, "/api/test", {"script": SPEC, "title": "waits"}, tests=1)
 
         one()  # warm-up: the first run of each worker process pays for the sandbox check
-        alone = statistics.median(one().total for _ in range(alone_rounds))
+        alones = [one() for _ in range(alone_rounds)]
+        alone = statistics.median(t.total for t in alones)
         with ThreadPoolExecutor(max_workers=n) as pool:
             start = time.perf_counter()
             timings = list(pool.map(lambda _: one(), range(n)))
             together = time.perf_counter() - start
     ratio = together / alone
     best = math.ceil(n / slots)
+    # What the slots lose between runs, apart from runs slowing each other down on a busy CPU.
+    handoff = together / (best * statistics.median(t.running for t in timings))
     print(f"{processes} worker process{'es' if processes > 1 else ''} × {THREADS} threads ({slots} slots): "
-          f"one alone {alone:.2f} s, {n} at once {together:.2f} s, most running together {most_at_once(timings)}")
+          f"one alone {alone:.2f} s ({median_parts(alones)}), {n} at once {together:.2f} s "
+          f"(running: median {statistics.median(t.running for t in timings):.2f} s), "
+          f"most running together {most_at_once(timings)}")
+    print(f"hand-off ratio: {handoff:.2f} ({n} at once ÷ (ceil({n} ÷ {slots}) × their median running time))")
     print(f"throughput ratio: {ratio:.2f} (ceil({n} ÷ {slots}) = {best}; target at most {1.2 * best:.2f})",
           flush=True)
     return ratio
