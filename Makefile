@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 # Tests that need no service and no browser: `make check` runs them with the linters, in seconds.
-UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py tests/test_users.py
+UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py tests/test_users.py tests/test_slots.py
 
 .PHONY: install run test test-postgres test-sqlite lint check bench clean
 
@@ -54,6 +54,7 @@ bench: install
 	$(PYTHON) bench/overhead.py
 	$(PYTHON) bench/jobs.py
 	$(PYTHON) bench/faults.py
+	$(PYTHON) bench/throughput.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info

@@ -42,6 +42,8 @@ class ApiTiming:
     queued: float   # POST → the worker's claim (startedAt)
     running: float  # startedAt → finishedAt
     delivery: float  # finishedAt → the event in our hands
+    started_at: float = 0.0   # the run's startedAt and finishedAt, as Unix times
+    finished_at: float = 0.0
 
     def parts(self) -> str:
         """This run's split, as the round lines print it."""
@@ -124,7 +126,7 @@ def run_api(session: requests.Session, url: str, path: str, body: dict[str, Any]
         raise BenchError(f"run {run['id']} ended {run['status']} with {run['summary']}: {run.get('errorMessage')}")
     started, finished = (datetime.fromisoformat(run[key].replace("Z", "+00:00")).timestamp()
                          for key in ("startedAt", "finishedAt"))
-    return ApiTiming(total, started - wall, finished - started, wall + total - finished)
+    return ApiTiming(total, started - wall, finished - started, wall + total - finished, started, finished)
 
 
 def start_quietly(stack: Stack, log: Path) -> None:

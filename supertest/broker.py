@@ -1,16 +1,16 @@
-"""The Dramatiq broker on Redis, the middleware that gives actors an app context, and the actors."""
+"""The Dramatiq broker on Redis (with run slots), the middleware that gives actors an app context, and the actors."""
 from __future__ import annotations
 
 from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 from flask import Flask
 
 from supertest import tasks
 from supertest.housekeeping import Housekeeping
+from supertest.slots import MachineSlots, RunSlotBroker, RunSlots, SlotSizing
 
 
 class AppContext(Middleware):
@@ -36,7 +36,11 @@ class AppContext(Middleware):
 
 def init_app(app: Flask) -> None:
     """Create the broker for this app, make it Dramatiq's global one and bind the actors to it."""
-    broker = RedisBroker(
+    # A process takes a run only when a thread is free for it, counting both queues (slots.py).
+    machine = app.config["MAX_RUNS_PER_MACHINE"]
+    slots = RunSlots(MachineSlots(machine) if machine else None)
+    broker = RunSlotBroker(
+        slots=slots,
         url=app.config["REDIS_URL"],
         namespace=app.config["QUEUE_NAMESPACE"],
         # A worker that dies stops heartbeating; its messages go back to the queue once another
@@ -46,6 +50,7 @@ def init_app(app: Flask) -> None:
         heartbeat_timeout=30_000,
         maintenance_chance=100_000,
     )
+    broker.add_middleware(SlotSizing(slots))
     broker.add_middleware(AppContext(app))
     broker.add_middleware(Housekeeping(app))
     dramatiq.set_broker(broker)

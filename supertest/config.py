@@ -133,6 +133,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REPORTS_DIR": Path(env.get("REPORTS_DIR", "").strip() or INSTANCE_DIR / "reports"),
         "RUNS_DIR": Path(env.get("RUNS_DIR", "").strip() or INSTANCE_DIR / "runs"),
         "MAX_CONCURRENT_TESTS": _int(env, "MAX_CONCURRENT_TESTS", 3),
+        # Runs at once on this machine, over all its worker processes (slots.py); 0 (unset): no limit
+        # beyond each worker process's WORKER_THREADS.
+        "MAX_RUNS_PER_MACHINE": _int(env, "MAX_RUNS_PER_MACHINE", 0),
         "TEST_EXECUTION_TIMEOUT_MS": _int(env, "TEST_EXECUTION_TIMEOUT_MS", 900_000, minimum=1000),
         "JOB_EXECUTION_TIMEOUT_MS": _int(env, "JOB_EXECUTION_TIMEOUT_MS", 1_800_000, minimum=1000),
         # A run whose worker has not shown it is alive for this long is handed to another worker,
