@@ -164,7 +164,8 @@ def fill(url: str, seed: int = 7) -> Filled:
             for position, (test_id, fate) in enumerate(zip(ran, fates, strict=True)):
                 run_test_id += 1
                 filename = f"{position + 1:03d}-{titles[test_id].replace(' ', '-')}.spec.ts"
-                run_test_rows.append((run_test_id, run_id, position, test_id, titles[test_id], filename, SCRIPT, fate))
+                run_test_rows.append((run_test_id, run_id, created, position, test_id, titles[test_id], filename,
+                                      SCRIPT, fate))
                 if unfinished:
                     continue
                 for case in range(cases):
@@ -187,7 +188,7 @@ def fill(url: str, seed: int = 7) -> Filled:
                       " flaky, skipped, created_at, started_at, finished_at) FROM STDIN") as copy:
             for row in run_rows:
                 copy.write_row(row)
-        with cur.copy("COPY run_tests (id, run_id, position, test_id, title, filename, script, status)"
+        with cur.copy("COPY run_tests (id, run_id, run_created_at, position, test_id, title, filename, script, status)"
                       " FROM STDIN") as copy:
             for run_test_row in run_test_rows:
                 copy.write_row(run_test_row)
@@ -281,6 +282,11 @@ def measure(app: Flask, log: StatementLog, token: str, name: str, path: str, cou
     return Timing(name, path, samples, list(statements))
 
 
+def clip(text: str, most: int) -> str:
+    """Long IN lists stay readable: their start, and how much was left out."""
+    return text if len(text) <= most else f"{text[:most]}… ({len(text) - most} more characters)"
+
+
 def explain(app: Flask, timing: Timing, most: int = 3) -> None:
     """EXPLAIN ANALYZE of the slowest statements one request of `timing` ran."""
     slowest = sorted(timing.statements, key=lambda s: s.seconds, reverse=True)[:most]
@@ -289,10 +295,11 @@ def explain(app: Flask, timing: Timing, most: int = 3) -> None:
     with app.app_context():
         connection = db.session.connection()
         for statement in slowest:
-            print(f"\n[{statement.seconds * 1000:.1f} ms] {statement.sql}\n  parameters: {statement.parameters}")
+            print(f"\n[{statement.seconds * 1000:.1f} ms] {clip(statement.sql, 1500)}\n"
+                  f"  parameters: {clip(str(statement.parameters), 300)}")
             plan = connection.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, statement.parameters)
             for (line,) in plan:
-                print("  " + line)
+                print("  " + clip(line, 300))
         db.session.rollback()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from supertest.errors import Problem
 from supertest.extensions import db
@@ -19,7 +20,9 @@ class EmptyJob(Problem):
 
 
 def list_jobs() -> list[Job]:
-    return list(db.session.scalars(select(Job).order_by(Job.name, Job.id)))
+    """Every job by name, with its tests loaded in two more queries rather than two per job."""
+    return list(db.session.scalars(select(Job).options(selectinload(Job.entries).selectinload(JobTest.test))
+                                   .order_by(Job.name, Job.id)))
 
 
 def get(job_id: str) -> Job | None:

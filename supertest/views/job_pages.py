@@ -20,7 +20,7 @@ def index():
     """Every job, with how its recent runs went."""
     listed = jobs.list_jobs()
     return render_template("jobs/list.html", jobs=listed,
-                           outcomes={job.id: history.job_outcomes(job.id) for job in listed})
+                           outcomes=history.job_strips(job.id for job in listed))
 
 
 @bp.get("/<job_id>")
