@@ -53,6 +53,8 @@ class Job(Model):
     retries: Mapped[int] = mapped_column(default=0)
     # This job's time limit; None means JOB_EXECUTION_TIMEOUT_MS.
     timeout_ms: Mapped[int | None] = mapped_column()
+    # How many days this job's finished runs are kept; None means RUN_RETENTION_DAYS.
+    retention_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     last_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))

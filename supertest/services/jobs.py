@@ -57,7 +57,7 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
 
 def as_fields(job: Job) -> dict[str, Any]:
     return {"name": job.name, "description": job.description, "retries": job.retries, "timeout_ms": job.timeout_ms,
-            "test_ids": [entry.test_id for entry in job.entries]}
+            "retention_days": job.retention_days, "test_ids": [entry.test_id for entry in job.entries]}
 
 
 def delete(job: Job) -> int:
