@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 MAX_TIMEOUT_MS = 6 * 3600 * 1000  # the longest time limit a run may be given (a job's timeoutMs)
+MAX_RETENTION_DAYS = 36_500  # a hundred years: longer is "keep everything", which unset already says
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, minimum: int, maximum: int) -> int | None:
+    """A whole number within bounds, or None when unset (or empty)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    value = _int(env, name, 0, minimum)
+    if value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -145,6 +157,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_RUN_ATTEMPTS": _int(env, "MAX_RUN_ATTEMPTS", 3),
         # How often a worker tries again to upload reports it kept on disk while S3 was down.
         "REPORT_RETRY_SECONDS": _int(env, "REPORT_RETRY_SECONDS", 60),
+        # Finished runs older than this many days are deleted with their reports by the workers'
+        # housekeeping (a job's retentionDays takes precedence for its runs); unset keeps everything.
+        "RUN_RETENTION_DAYS": _optional_int(env, "RUN_RETENTION_DAYS", 1, MAX_RETENTION_DAYS),
         "MAX_SCRIPT_BYTES": max_script_bytes,
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,

@@ -1,5 +1,6 @@
 """Periodic work in every worker process, beside the runs: reaping runs whose worker was lost,
-uploading reports kept on disk while storage was down, and telling health about the sandbox."""
+uploading reports kept on disk while storage was down, telling health about the sandbox, and
+deleting runs past their retention."""
 from __future__ import annotations
 
 import logging
@@ -14,9 +15,10 @@ from flask import Flask
 
 from supertest.connections import redis_client
 from supertest.execution import preflight, sandbox_problem
-from supertest.services import reports, runs
+from supertest.services import reports, retention, runs
 
 log = logging.getLogger(__name__)
+RETENTION_SECONDS = 600  # how often old runs are looked for; retention is counted in days
 
 
 class Housekeeping(Middleware):
@@ -26,6 +28,7 @@ class Housekeeping(Middleware):
       stops, and after WORKER_LOST_SECONDS another worker takes them up. Any worker may reap
       any run; the handover is a compare-and-set.
     - Upload the reports this machine kept on disk while object storage was down.
+    - Delete finished runs past RUN_RETENTION_DAYS (or their job's retentionDays), reports first.
     """
 
     def __init__(self, app: Flask) -> None:
@@ -38,6 +41,7 @@ class Housekeeping(Middleware):
             ("reaper", config["HEARTBEAT_SECONDS"], lambda: runs.reap(config["WORKER_LOST_SECONDS"])),
             ("report-uploader", config["REPORT_RETRY_SECONDS"], reports.upload_kept_reports),
             ("sandbox-check", config["HEARTBEAT_SECONDS"], self._announce_sandbox),
+            ("retention", RETENTION_SECONDS, retention.prune),
         ):
             threading.Thread(target=self._every, args=(seconds, job), name=name, daemon=True).start()
         threading.Thread(target=self._now, args=(self._announce_sandbox,), name="sandbox-check", daemon=True).start()

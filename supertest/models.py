@@ -53,6 +53,8 @@ class Job(Model):
     retries: Mapped[int] = mapped_column(default=0)
     # This job's time limit; None means JOB_EXECUTION_TIMEOUT_MS.
     timeout_ms: Mapped[int | None] = mapped_column()
+    # How many days this job's finished runs are kept; None means RUN_RETENTION_DAYS.
+    retention_days: Mapped[int | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     last_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
@@ -82,19 +84,22 @@ class Run(Model):
     """One execution of a test, from pending to a terminal status."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_created", "created_at", "id"),)
+    # Each list of runs is read newest first, by keyset on (created_at, id): all runs, a status's, a job's.
+    __table_args__ = (Index("ix_runs_created", "created_at", "id"),
+                      Index("ix_runs_status_created", "status", "created_at", "id"),
+                      Index("ix_runs_job_created", "job_id", "created_at", "id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(10), default="test")
     test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"), index=True)
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     # Where it was started: "playground", "ui" (a Run button) or "api".
     trigger: Mapped[str] = mapped_column(String(12), default="api")
     retries: Mapped[int] = mapped_column(default=0)
     # The time limit the runner enforces, fixed when the run is requested (runs.create_run).
     timeout_ms: Mapped[int] = mapped_column()
     title: Mapped[str] = mapped_column(String(200), default="")
-    status: Mapped[str] = mapped_column(String(12), default=PENDING, index=True)
+    status: Mapped[str] = mapped_column(String(12), default=PENDING)
     attempt: Mapped[int] = mapped_column(default=1)
     error_message: Mapped[str | None] = mapped_column(Text)
     # Why the run was started again after its first attempt (its worker was lost or shut down).
@@ -138,11 +143,16 @@ class RunTest(Model):
     or a deletion do not change a queued run, and history keeps what actually ran."""
 
     __tablename__ = "run_tests"
+    # A test's history (its strip, its runs) newest first from this index alone, without a join to
+    # runs for their order: with hundreds of runs per test, that join was most of the Tests page.
+    __table_args__ = (Index("ix_run_tests_test_history", "test_id", "run_created_at", "run_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    # The run's created_at, copied (it never changes), so a test's runs are ordered as lists of runs are.
+    run_created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
     position: Mapped[int]
-    test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"), index=True)
+    test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(200))
     filename: Mapped[str] = mapped_column(String(100))
     script: Mapped[str] = mapped_column(Text)

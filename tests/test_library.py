@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from supertest import models
 from supertest.extensions import db
 from supertest.outcomes import CANCELLED, FAILED, PASSED
-from supertest.services import runs
+from supertest.services import history, runs
 from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
 from tests.s3server import S3Server
 
@@ -52,6 +52,10 @@ def saved(app: Flask) -> str:
     ("post", "/api/jobs", {"name": "j", "retries": "1"}, 422, "retries"),
     ("post", "/api/jobs", {"name": "j", "retries": True}, 422, "retries"),
     ("post", "/api/jobs", {"name": "j", "retries": -1}, 422, "retries"),
+    ("post", "/api/jobs", {"name": "j", "retentionDays": 0}, 422, "retentionDays"),
+    ("post", "/api/jobs", {"name": "j", "retentionDays": "30"}, 422, "retentionDays"),
+    ("post", "/api/jobs", {"name": "j", "retentionDays": True}, 422, "retentionDays"),
+    ("post", "/api/jobs", {"name": "j", "retentionDays": 36501}, 422, "retentionDays"),
     ("put", "/api/jobs/{job}", {"name": "renamed", "testIds": [UNKNOWN]}, 422, "testIds"),
     ("put", f"/api/jobs/{UNKNOWN}", {"name": "x"}, 404, None),
     ("post", "/api/jobs/run", {}, 422, "jobId"),
@@ -246,3 +250,66 @@ def test_the_dashboard_counts_what_is_queued_and_what_failed(app: Flask, client:
     with app.app_context():
         runs.finish(run_id, FAILED)
     assert (figure("queued-count"), figure("failure-count")) == (queued, failed + 1)
+
+
+def test_strips_and_pages_of_runs_keep_the_newest_first_order(app: Flask, client: FlaskClient) -> None:
+    """Strips for many tests or jobs come from one query each (history.test_strips, job_strips), and
+    every list of runs pages by (created_at, id), ties included, as the strips order them."""
+    first, second, idle = (save_test(client, f"history {n}", PASSING) for n in (1, 2, 3))
+    job_id = save_job(client, "history job", [first, second])
+    tie = models.utcnow()
+    with app.app_context():
+        tests = {test_id: db.session.get(models.Test, test_id) for test_id in (first, second)}
+        job = db.session.get(models.Job, job_id)
+        made = []
+        for n in range(34):
+            # Three runs share one created_at: the run id breaks the tie, in strips and on pages alike.
+            moment = tie if n in (10, 11, 12) else None
+            if n % 3 == 0:
+                run = models.Run(kind="job", job_id=job_id, title=job.name, created_at=moment)
+                ran = [(test, test.title, test.script) for test in job.tests]
+            else:
+                run = models.Run(kind="test", test_id=first, title="history 1", created_at=moment)
+                ran = [(tests[first], "history 1", PASSING)]
+            made.append(runs.create_run(run, ran).id)
+            runs.finish(made[-1], FAILED if n % 4 == 0 else PASSED)
+        newest_first = [run.id for run in db.session.scalars(
+            select(models.Run).where(models.Run.id.in_(made))
+            .order_by(models.Run.created_at.desc(), models.Run.id.desc()))]
+        job_runs = [run_id for run_id in newest_first if db.session.get(models.Run, run_id).kind == "job"]
+
+        strips = history.test_strips([first, second, idle])
+        assert [outcome.run_id for outcome in strips[first]] == newest_first[:history.STRIP_LENGTH][::-1]
+        assert [outcome.run_id for outcome in strips[second]] == job_runs[::-1]
+        assert strips[idle] == [] and strips[first] == history.test_outcomes(first)
+        assert [outcome.run_id for outcome in history.job_strips([job_id])[job_id]] == job_runs[::-1]
+
+        for filters, expected in (({"test_id": first}, newest_first), ({"test_id": second}, job_runs),
+                                  ({"job_id": job_id}, job_runs)):
+            seen, cursor = [], None
+            while True:
+                page = runs.list_runs(4, cursor, **filters)
+                seen += [run.id for run in page.items]
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert seen == expected, filters
+
+    statements = []
+
+    def count(*_: Any) -> None:
+        statements.append(1)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/tests").get_data(as_text=True)
+        for_tests = len(statements)
+        statements.clear()
+        jobs_page = client.get("/jobs").get_data(as_text=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # A few statements for the whole page, however many tests and jobs there are (not one per row).
+    assert for_tests <= 6 and len(statements) <= 8, (for_tests, len(statements))
+    assert f'href="/runs/{newest_first[0]}"' in page and f'href="/runs/{job_runs[0]}"' in jobs_page

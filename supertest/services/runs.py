@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, func, select, tuple_, update
 
 from supertest import events
 from supertest.errors import Problem, Unavailable
@@ -52,10 +52,11 @@ def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
     """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
     run.status = PENDING
+    run.created_at = run.created_at or utcnow()  # now rather than at the insert: its run tests keep a copy
     if run.timeout_ms is None:
         limit = "JOB_EXECUTION_TIMEOUT_MS" if run.kind == "job" else "TEST_EXECUTION_TIMEOUT_MS"
         run.timeout_ms = current_app.config[limit]
-    run.run_tests = [RunTest(position=i, test_id=test.id, title=title, script=script,
+    run.run_tests = [RunTest(position=i, test_id=test.id, title=title, script=script, run_created_at=run.created_at,
                          filename=run_test_filename(title, i + 1 if numbered else None))
                  for i, (test, title, script) in enumerate(tests)]
     db.session.add(run)
@@ -198,16 +199,21 @@ def list_runs(limit: int, cursor: str | None = None, status: str | None = None,
 
     `test_id` selects every run that ran the test: its own, the playground's and its jobs'.
     """
-    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
+    # A test's runs are found and ordered through its run tests (their copy of created_at, indexed
+    # with the test), so its page does not scan all runs for the few that ran it. A run runs a
+    # test at most once (a job refuses a test twice), so the join repeats no run.
+    order = (RunTest.run_created_at, RunTest.run_id) if test_id else (Run.created_at, Run.id)
+    query = select(Run).order_by(order[0].desc(), order[1].desc()).limit(limit + 1)
     if status:
         query = query.where(Run.status == status)
     if test_id:
-        query = query.where(Run.id.in_(select(RunTest.run_id).where(RunTest.test_id == test_id)))
+        query = query.join(RunTest, RunTest.run_id == Run.id).where(RunTest.test_id == test_id)
     if job_id:
         query = query.where(Run.job_id == job_id)
     if cursor:
-        created, run_id = decode_cursor(cursor)
-        query = query.where(or_(Run.created_at < created, and_(Run.created_at == created, Run.id < run_id)))
+        # A row-value comparison, which the index on the order can start from; its spelled-out
+        # form (a < x OR a = x AND b < y) made PostgreSQL read every newer run first.
+        query = query.where(tuple_(*order) < tuple_(*decode_cursor(cursor)))
     rows = list(db.session.scalars(query))
     more = len(rows) > limit
     items = rows[:limit]

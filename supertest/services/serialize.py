@@ -44,6 +44,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "description": job.description,
         "retries": job.retries,
         "timeoutMs": job.timeout_ms,
+        "retentionDays": job.retention_days,
         "testIds": [entry.test_id for entry in job.entries],
         "tests": [{"id": test.id, "title": test.title} for test in job.tests],
         "createdAt": iso(job.created_at),

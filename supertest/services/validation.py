@@ -7,7 +7,7 @@ import uuid
 from itertools import accumulate
 from typing import Any, NoReturn
 
-from supertest.config import MAX_TIMEOUT_MS
+from supertest.config import MAX_RETENTION_DAYS, MAX_TIMEOUT_MS
 from supertest.errors import Problem
 
 MAX_TITLE_CHARS = 200
@@ -121,7 +121,8 @@ def test_fields(data: dict[str, Any], max_bytes: int, current: dict[str, str] | 
 
 
 def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """name, description, retries, timeoutMs and testIds of a job; which ids exist is checked by the caller."""
+    """name, description, retries, timeoutMs, retentionDays and testIds of a job; which ids exist is
+    checked by the caller."""
     fields = dict(current or {})
     if "name" in data or current is None:
         name = data.get("name")
@@ -142,6 +143,13 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
             raise ValidationError(f"timeoutMs must be a whole number of milliseconds from 1000 to {MAX_TIMEOUT_MS}, "
                                   "or null for the default", "timeoutMs")
         fields["timeout_ms"] = timeout
+    if "retentionDays" in data or current is None:
+        days = data.get("retentionDays")
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int)
+                                 or not 1 <= days <= MAX_RETENTION_DAYS):
+            raise ValidationError(f"retentionDays must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, "
+                                  "or null for the RUN_RETENTION_DAYS setting", "retentionDays")
+        fields["retention_days"] = days
     if "testIds" in data or current is None:
         fields["test_ids"] = _test_ids(data.get("testIds", []))
     return fields

@@ -20,7 +20,7 @@ def index():
     """Every job, with how its recent runs went."""
     listed = jobs.list_jobs()
     return render_template("jobs/list.html", jobs=listed,
-                           outcomes={job.id: history.job_outcomes(job.id) for job in listed})
+                           outcomes=history.job_strips(job.id for job in listed))
 
 
 @bp.get("/<job_id>")
@@ -64,8 +64,10 @@ def edit_form(job: Job | None):
     except (ValueError, OverflowError):  # round() raises OverflowError for "inf" and "1e400"
         return render_form(job, draft, "retries and the time limit must be numbers"), 422
     try:
+        # The form has no retention field: a job keeps the retentionDays the API gave it.
         data = {"name": draft["name"], "description": draft["description"], "retries": retries,
-                "timeoutMs": timeout_ms, "testIds": draft["test_ids"]}
+                "timeoutMs": timeout_ms, "retentionDays": job.retention_days if job else None,
+                "testIds": draft["test_ids"]}
         saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
     except ValidationError as error:
         return render_form(job, draft, error.message), 422

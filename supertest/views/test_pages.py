@@ -15,7 +15,7 @@ bp = Blueprint("test_pages", __name__, url_prefix="/tests")
 def index():
     """Every saved test, with how its recent runs went."""
     saved = tests.list_saved()
-    outcomes = {test.id: history.test_outcomes(test.id) for test in saved}
+    outcomes = history.test_strips(test.id for test in saved)
     return render_template("tests/list.html", tests=saved, outcomes=outcomes,
                            stats={test_id: history.test_stats(strip) for test_id, strip in outcomes.items()})
 
