@@ -15,9 +15,7 @@ end of its queue, out of order, and another process might have started it meanwh
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,7 @@ from dramatiq.common import q_name
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
-# Machine-wide, as users.py's uid locks: every worker process of the machine sees the same files.
-LOCK_DIR = Path("/run/supertest-run-slots")
+from supertest.locks import LockFolder
 
 
 class MachineSlots:
@@ -37,40 +34,16 @@ class MachineSlots:
 
     def __init__(self, count: int, lock_dir: Path | None = None) -> None:
         self.count = count
-        self.lock_dir = lock_dir or (LOCK_DIR if os.access(LOCK_DIR.parent, os.W_OK)
-                                     else Path(tempfile.gettempdir()) / LOCK_DIR.name)
+        self.locks = LockFolder("supertest-run-slots", lock_dir)
 
     def take(self) -> int | None:
         """A free slot (the locked file's descriptor, to give back), or None when all are taken."""
-        folder = self._lock_folder()
-        try:
-            for slot in range(self.count):
-                fd = os.open(str(slot), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                return fd
-            return None
-        finally:
-            os.close(folder)
+        taken = self.locks.take_one(range(self.count))
+        return None if taken is None else taken[1]
 
     @staticmethod
     def give_back(fd: int) -> None:
         os.close(fd)  # lets go of the lock
-
-    def _lock_folder(self) -> int:
-        """Opened without following a link, and only if it is this user's alone: in a world-writable
-        /tmp anyone could make it first and hold every slot (the same check as users.py's)."""
-        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
-        folder = os.open(self.lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        status = os.fstat(folder)
-        if status.st_uid != os.geteuid() or status.st_mode & 0o022:
-            os.close(folder)
-            raise RuntimeError(f"{self.lock_dir} belongs to someone else or others may write to it; "
-                               "remove it (the worker makes it again)")
-        return folder
 
 
 class RunSlots:

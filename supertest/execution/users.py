@@ -9,18 +9,14 @@ killed before the uid is handed out again and when the run ends.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import random
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from supertest.execution.processes import kill_user
-
-# Machine-wide, so that every worker process (of every Supertest on the machine) sees the same locks.
-LOCK_DIR = Path("/run/supertest-sandbox-uids")
+from supertest.locks import LockFolder
 
 
 class NoFreeUser(RuntimeError):
@@ -32,42 +28,20 @@ class UserRange:
 
     def __init__(self, first: int, last: int, lock_dir: Path | None = None) -> None:
         self.first, self.last = first, last
-        self.lock_dir = lock_dir or (LOCK_DIR if os.access(LOCK_DIR.parent, os.W_OK)
-                                     else Path(tempfile.gettempdir()) / LOCK_DIR.name)
+        self.locks = LockFolder("supertest-sandbox-uids", lock_dir)
 
     @contextmanager
     def hold(self) -> Iterator[tuple[int, int]]:
         """A free (uid, gid) for one run; when the run is over, its processes are killed and it is free."""
-        folder = self._lock_folder()
+        uids = list(range(self.first, self.last + 1))
+        start = random.randrange(len(uids))  # workers starting together try different uids first
+        taken = self.locks.take_one(uids[start:] + uids[:start])
+        if taken is None:
+            raise NoFreeUser(f"all {len(uids)} sandbox users (SANDBOX_UIDS) are busy on this machine")
+        uid, fd = taken
         try:
-            uids = list(range(self.first, self.last + 1))
-            start = random.randrange(len(uids))  # workers starting together try different uids first
-            for uid in uids[start:] + uids[:start]:
-                fd = os.open(str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue
-                try:
-                    kill_user(uid)  # left by a run whose worker died before it could clean up
-                    yield uid, uid
-                finally:
-                    kill_user(uid)
-                    os.close(fd)  # lets go of the lock
-                return
+            kill_user(uid)  # left by a run whose worker died before it could clean up
+            yield uid, uid
         finally:
-            os.close(folder)
-        raise NoFreeUser(f"all {len(uids)} sandbox users (SANDBOX_UIDS) are busy on this machine")
-
-    def _lock_folder(self) -> int:
-        """The lock folder, opened without following a link, and only if it is root's alone: in a
-        world-writable /tmp, anyone could have made it first and so hand two runs one uid."""
-        self.lock_dir.mkdir(mode=0o700, exist_ok=True)
-        folder = os.open(self.lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        status = os.fstat(folder)
-        if status.st_uid != os.geteuid() or status.st_mode & 0o022:
-            os.close(folder)
-            raise RuntimeError(f"{self.lock_dir} belongs to someone else or others may write to it; "
-                               "remove it (the worker makes it again)")
-        return folder
+            kill_user(uid)
+            os.close(fd)  # lets go of the lock
