@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPORTER = Path(__file__).with_name("reporter.js")
+JUNIT = "junit.xml"  # Playwright's JUnit report, in the report's folder
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Debian's /usr/bin/chromium is a shell wrapper around this binary; skipping it saves a shell per launch.
 DEBIAN_CHROMIUM = Path("/usr/lib/chromium/chromium")
@@ -48,6 +49,9 @@ def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
         "reporter": [
             ["./supertest-reporter.js"],
             ["html", {"outputFolder": "report", "open": "never"}],
+            # Inside report/, so it is collected, redacted and stored with the report (GET
+            # /api/runs/<id>/junit.xml). After html: that reporter empties its folder when it starts.
+            ["junit", {"outputFile": f"report/{JUNIT}"}],
         ],
         "use": {"trace": "on", "screenshot": "on", "video": "on", "launchOptions": launch},
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
 
 from supertest.errors import NotFound, Problem
+from supertest.execution.workspace import JUNIT
 from supertest.models import Run
 from supertest.services import report_links, runs
 from supertest.storage import BadReportPath, RangeNotSatisfiable, ReportFile, report_key
@@ -30,6 +31,22 @@ def report_file(run_id: str, path: str):
         _check(run, path)
         return redirect(report_links.url(run.id, path.removeprefix("report/")), 302)
     response = _serve(run, path)
+    response.headers.update(SANDBOX)
+    return response
+
+
+@bp.get("/api/runs/<run_id>/junit.xml")
+def junit_report(run_id: str):
+    """Playwright's JUnit report of a finished run, stored with its HTML report, for CI."""
+    run = found(runs.get, run_id, "run")
+    if not run.finished:
+        # A 404, not the report proxy's 202: `curl --fail` in CI must not save {"status": ...} as a report.
+        raise NotFound(f"the run has not finished ({run.status}); its JUnit report does not exist yet",
+                       {"status": run.status}, code="no_report")
+    response = _serve(run, f"report/{JUNIT}")
+    response.content_type = "application/xml"
+    # The file is the test's to write (it runs in the run's folder), so it is served as untrusted as
+    # a report is: an XML document can hold XHTML and script, which a sandbox keeps off this origin.
     response.headers.update(SANDBOX)
     return response
 
