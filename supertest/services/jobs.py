@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from supertest.errors import Problem
+from supertest.errors import NotFound, Problem
 from supertest.extensions import db
 from supertest.models import Job, JobTest, Run, Test, utcnow
 from supertest.services import runs
@@ -29,6 +29,19 @@ def list_jobs() -> list[Job]:
 
 def get(job_id: str) -> Job | None:
     return db.session.get(Job, job_id, options=[WITH_TESTS])
+
+
+def named(name: str) -> Job:
+    """The one job called `name` (names are stored stripped, so the name is too). Names are not
+    unique: several jobs of that name are a 409 listing them, rather than a guess at which one."""
+    name = name.strip()
+    found = list(db.session.scalars(select(Job).options(WITH_TESTS).where(Job.name == name).order_by(Job.id)))
+    if not found:
+        raise NotFound(f"no job named {name!r}", {"field": "jobName"})
+    if len(found) > 1:
+        raise Problem(f"{len(found)} jobs are named {name!r}; run one by its jobId",
+                      {"field": "jobName", "jobIds": [job.id for job in found]}, status=409, code="conflict")
+    return found[0]
 
 
 def create(fields: dict[str, Any]) -> Job:

@@ -51,10 +51,19 @@ def delete_job(job_id: str):
 
 @bp.post("/run")
 def run_job_by_body():
-    """Queue a run of the job named by `jobId`; its tests are read from the database."""
-    job_id = json_body().get("jobId")
+    """Queue a run of the job named by `jobId`, or by its `jobName` (CI scripts know the name, not
+    the id); its tests are read from the database."""
+    body = json_body()
+    if "jobId" in body and "jobName" in body:
+        raise ValidationError("send jobId or jobName, not both", "jobName")
+    if "jobName" in body:
+        name = body["jobName"]
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("jobName must be a job's name, as a string", "jobName")
+        return start_response(jobs.start_run(jobs.named(name), trigger="api"))
+    job_id = body.get("jobId")
     if not isinstance(job_id, str):
-        raise ValidationError("jobId is required, as a string", "jobId")
+        raise ValidationError("jobId (or jobName) is required, as a string", "jobId")
     return start_response(jobs.start_run(found(jobs.get, job_id, "job", "jobId"), trigger="api"))
 
 
