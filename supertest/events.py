@@ -91,6 +91,33 @@ class Hub:
             inbox.put(event)
 
 
+def wait_for(hub: Hub, run_id: str, ended: Callable[[], bool], is_final: Callable[[str, dict[str, Any]], bool],
+             seconds: float, recheck_seconds: float = 10) -> None:
+    """Return once a run has ended, or after `seconds`: woken by its events, not by polling.
+
+    `ended()` looks at the record (the database) and must not keep a connection. It is called
+    once after subscribing, so an end between the caller's own look and the subscription is not
+    missed, and again every `recheck_seconds` without an event, because publishing is best effort
+    (a Redis blip loses the final status); that slow look is the only polling.
+    """
+    deadline = time.monotonic() + seconds
+    inbox = hub.subscribe(run_id)
+    try:
+        if ended():
+            return
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event, data = inbox.get(timeout=min(left, recheck_seconds))
+            except queue.Empty:
+                if ended():
+                    return
+                continue
+            if is_final(event, data):
+                return
+    finally:
+        hub.unsubscribe(run_id, inbox)
+
+
 def init_app(app: Flask) -> None:
     app.extensions["sse_hub"] = Hub(app.config["REDIS_URL"])
 

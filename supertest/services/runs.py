@@ -187,6 +187,27 @@ def get(run_id: str) -> Run | None:
     return db.session.get(Run, run_id)
 
 
+def wait_for_end(run_id: str, seconds: float) -> Run | None:
+    """The run once it has ended, or as it is after `seconds` (None if it was deleted meanwhile).
+
+    No database connection is held while waiting (a pool has few, and a CI job may wait ten
+    minutes): the session is released, and each look at the run takes one only for that look.
+    """
+    def ended() -> bool:
+        try:
+            run = get(run_id)
+            return run is None or run.finished
+        finally:
+            db.session.remove()
+
+    def is_final(event: str, data: dict) -> bool:
+        return event == "status" and data.get("status") in TERMINAL
+
+    db.session.remove()
+    events.wait_for(current_app.extensions["sse_hub"], run_id, ended, is_final, seconds)
+    return get(run_id)
+
+
 @dataclass
 class Page:
     items: list[Run]

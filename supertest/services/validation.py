@@ -14,6 +14,8 @@ MAX_TITLE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_RETRIES = 5
 MAX_JOB_TESTS = 200
+MAX_WAIT_SECONDS = 600  # GET /api/runs/<id>?wait=: beyond this, proxies and CI steps time out anyway
+WAIT_SECONDS = re.compile(r"\d{1,3}(?:\.\d{1,3})?")  # plain digits: no sign, exponent, inf or nan
 FIRST_TEST_NAME = re.compile(r"""\btest(?:\.only)?\(\s*(['"`])(.+?)\1""")
 # No request of ours nests more than a few levels; json.loads recurses once per level, so a body of
 # 100,000 brackets ends in RecursionError (a 500) unless it is refused before parsing.
@@ -206,6 +208,16 @@ def _script(script: Any, max_bytes: int) -> str:
         raise ValidationError(f"script is {size} bytes; the limit is {max_bytes}", "script",
                               status=413, code="too_large")
     return script
+
+
+def wait_seconds(value: str | None) -> float:
+    """The `wait` query parameter: seconds from 0 to MAX_WAIT_SECONDS; 0 when it is left out."""
+    if value is None or value == "":
+        return 0
+    if not WAIT_SECONDS.fullmatch(value) or float(value) > MAX_WAIT_SECONDS:
+        raise ValidationError(f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}", "wait",
+                              status=400, code="invalid_parameter")
+    return float(value)
 
 
 def is_id(value: str) -> bool:

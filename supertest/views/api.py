@@ -12,7 +12,7 @@ from supertest.models import Run
 from supertest.outcomes import STATUSES
 from supertest.services import runs
 from supertest.services.serialize import run_json
-from supertest.services.validation import is_id, script_and_title
+from supertest.services.validation import is_id, script_and_title, wait_seconds
 from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,8 +34,12 @@ def run_playground_test():
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
-    """One run with its per-test results."""
-    return jsonify(run_json(found_run(run_id)))
+    """One run with its per-test results; with `wait`, once it has ended or the wait is over."""
+    wait = wait_seconds(request.args.get("wait"))  # a bad value is a 400 before anything is looked up
+    run = found_run(run_id)
+    if wait and not run.finished:
+        run = runs.wait_for_end(run.id, wait) or found_run(run_id)  # deleted meanwhile: the 404
+    return jsonify(run_json(run))
 
 
 @bp.post("/runs/<run_id>/cancel")
