@@ -15,7 +15,7 @@ from supertest import events
 from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
 from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
-from supertest.outcomes import CANCELLED, ERROR, PENDING, RUNNING, TERMINAL, CaseResult, summary
+from supertest.outcomes import CANCELLED, ERROR, GOOD, PENDING, RUNNING, TERMINAL, CaseResult, summary
 from supertest.services.serialize import run_json
 from supertest.services.validation import is_id
 
@@ -50,18 +50,57 @@ def create_playground_run(script: str, title: str, trigger: str, saved: Test | N
 
 def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
     """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
+    return _insert(run, [(test.id, title, script) for test, title, script in tests])
+
+
+def _insert(run: Run, tests: list[tuple[str | None, str, str]]) -> Run:
+    """create_run, from the id of each test (None: a test deleted since) rather than the test:
+    a rerun copies another run's tests, which need not exist any more."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
     run.status = PENDING
     run.created_at = run.created_at or utcnow()  # now rather than at the insert: its run tests keep a copy
     if run.timeout_ms is None:
         limit = "JOB_EXECUTION_TIMEOUT_MS" if run.kind == "job" else "TEST_EXECUTION_TIMEOUT_MS"
         run.timeout_ms = current_app.config[limit]
-    run.run_tests = [RunTest(position=i, test_id=test.id, title=title, script=script, run_created_at=run.created_at,
-                         filename=run_test_filename(title, i + 1 if numbered else None))
-                 for i, (test, title, script) in enumerate(tests)]
+    run.run_tests = [RunTest(position=i, test_id=test_id, title=title, script=script, run_created_at=run.created_at,
+                             filename=run_test_filename(title, i + 1 if numbered else None))
+                     for i, (test_id, title, script) in enumerate(tests)]
     db.session.add(run)
     db.session.commit()
     return run
+
+
+class StillGoing(Problem):
+    """A run cannot be run again before it has ended."""
+
+    status, code = 409, "busy"
+
+
+class NothingFailed(Problem):
+    """A rerun of the failed tests of a run in which none failed."""
+
+    status, code = 422, "nothing_to_rerun"
+
+
+def rerun(run: Run, failed_only: bool, trigger: str) -> Run:
+    """Queue a new run of the tests `run` ran, as that run ran them: its copies of the scripts, its
+    retries and time limit, not the tests as saved now (a rerun asks "does the same thing pass
+    now?"). `failed_only` keeps the tests that did not pass (a status outside GOOD: failed, error,
+    timeout, cancelled), in their order."""
+    if not run.finished:
+        raise StillGoing(f"the run is still {run.status}; run it again once it has ended", {"status": run.status})
+    chosen = [run_test for run_test in run.run_tests if not failed_only or run_test.status not in GOOD]
+    if not chosen:
+        raise NothingFailed("no test failed in this run; send failedOnly: false to run them all again",
+                            {"field": "failedOnly"})
+    now = utcnow()
+    if run.job is not None:
+        run.job.last_run_at = now  # as jobs.start_run does: lastRunAt is the newest run's createdAt
+    new = _insert(Run(kind=run.kind, test_id=run.test_id, job_id=run.job_id, title=run.title, trigger=trigger,
+                      retries=run.retries, timeout_ms=run.timeout_ms, created_at=now),
+                  [(run_test.test_id, run_test.title, run_test.script) for run_test in chosen])
+    enqueue(new)
+    return new
 
 
 def run_test_filename(title: str, number: int | None = None) -> str:

@@ -210,6 +210,14 @@ def _script(script: Any, max_bytes: int) -> str:
     return script
 
 
+def failed_only(data: dict[str, Any]) -> bool:
+    """A rerun's `failedOnly`: true for only the tests that failed; left out, false."""
+    value = data.get("failedOnly", False)
+    if not isinstance(value, bool):
+        raise ValidationError("failedOnly must be true or false", "failedOnly")
+    return value
+
+
 def wait_seconds(value: str | None) -> float:
     """The `wait` query parameter: seconds from 0 to MAX_WAIT_SECONDS; 0 when it is left out."""
     if value is None or value == "":

@@ -12,7 +12,7 @@ from supertest.models import Run
 from supertest.outcomes import STATUSES
 from supertest.services import runs
 from supertest.services.serialize import run_json
-from supertest.services.validation import is_id, script_and_title, wait_seconds
+from supertest.services.validation import failed_only, is_id, script_and_title, wait_seconds
 from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -52,6 +52,14 @@ def cancel_run(run_id: str):
         raise Problem(f"the run has already ended: {status}", {"status": status}, status=409,
                       code="already_finished")
     return jsonify(run_json(cancelled, with_tests=False)), 202
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    """Queue a new run of a finished run's tests (`failedOnly`: those that failed), as it ran them."""
+    run = found_run(run_id)
+    body = json_body() if request.get_data(cache=True) else {}  # no body at all: run them all again
+    return start_response(runs.rerun(run, failed_only(body), trigger="api"))
 
 
 @bp.get("/runs")

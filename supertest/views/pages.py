@@ -13,7 +13,7 @@ from supertest.services import history, runs, tests
 from supertest.services.serialize import cases_by_run_test, run_json
 from supertest.services.validation import ValidationError, is_id, script_and_title
 from supertest.views.events import sse_response
-from supertest.views.responses import found, page_or_fragment, runs_page
+from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 25
@@ -98,6 +98,13 @@ def cancel_run(run_id: str):
     if htmx_request.htmx:
         return Response(status=204)
     return redirect(url_for("pages.run", run_id=run_id), 303)
+
+
+@bp.post("/runs/<run_id>/rerun")
+def rerun(run_id: str):
+    """The Rerun buttons: all the run's tests again, or (`failed` set) those that failed."""
+    new = runs.rerun(found(runs.get, run_id, "run"), request.form.get("failed") == "1", trigger="ui")
+    return go(url_for("pages.run", run_id=new.id))
 
 
 @bp.get("/runs/<run_id>/live")
