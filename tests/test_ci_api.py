@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
 from supertest.outcomes import CANCELLED
 from supertest.services import runs
+from tests.conftest import token_of_tester
 from tests.helpers import PASSING, save_job, save_test
 from tests.test_auth import csrf_of, new_user, signed_in
 
@@ -171,6 +173,28 @@ def test_a_wait_wakes_when_the_run_ends(app: Flask, client: FlaskClient, pending
     ender.join()
     assert run["status"] == "cancelled"
     assert time.monotonic() - began < 8  # woken by the status event, not at the end of the wait
+
+
+def test_waits_in_the_gevent_web_process_wake_on_the_end(app: Flask, web: str, pending_forever: str) -> None:
+    """The deployed server (gunicorn, gevent): several waits at once, each woken by the run's end."""
+    answers: list[tuple[int, str, float]] = []
+
+    def wait() -> None:
+        began = time.monotonic()
+        response = requests.get(f"{web}/api/runs/{pending_forever}", params={"wait": "60"}, timeout=90,
+                                headers={"Authorization": f"Bearer {token_of_tester(app)}"})
+        answers.append((response.status_code, response.json()["status"], time.monotonic() - began))
+
+    waiters = [threading.Thread(target=wait) for _ in range(5)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(2)
+    with app.app_context():
+        runs.cancel(pending_forever)
+    for waiter in waiters:
+        waiter.join()
+    assert [(status, run_status) for status, run_status, _ in answers] == [(200, "cancelled")] * 5
+    assert all(1.5 <= took < 10 for _, _, took in answers), answers
 
 
 def test_a_running_run_is_not_rerun_and_has_no_junit_yet(
