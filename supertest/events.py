@@ -44,6 +44,29 @@ class Hub:
         self._clients: dict[str, set[queue.Queue[Event]]] = {}
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._streams = 0  # slots taken by reserve() and not yet released
+
+    @property
+    def streams(self) -> int:
+        """Streams open (or about to open) in this process."""
+        return self._streams
+
+    def reserve(self, limit: int) -> Callable[[], None] | None:
+        """Take one of `limit` stream slots; None when all are taken. Call what it returns (once or
+        more: only the first counts) when the stream is over, or was never started."""
+        with self._lock:
+            if self._streams >= limit:
+                return None
+            self._streams += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if not released:
+                    released = True
+                    self._streams -= 1
+        return release
 
     def subscribe(self, run_id: str) -> queue.Queue[Event]:
         inbox: queue.Queue[Event] = queue.Queue()
