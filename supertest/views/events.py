@@ -51,19 +51,25 @@ def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
 
 def _stream_response(hub: events.Hub, run_id: str, render: Callable[[str, dict[str, Any]], str],
                      current_event: Callable[[Run], events.Event], release: Callable[[], None]) -> Response:
-    found(runs.get, run_id, "run")  # 404 JSON for unknown ids, before any stream begins
+    # Subscribed before the run is read, so that nothing that happens in between is missed; one
+    # query both answers an unknown id with 404 JSON and gives the stream its first event.
+    inbox = hub.subscribe(run_id)
 
-    def current() -> events.Event:
-        try:
-            return current_event(found(runs.get, run_id, "run"))
-        finally:
-            db.session.remove()
+    def close() -> None:
+        hub.unsubscribe(run_id, inbox)
+        release()
 
-    db.session.remove()
-    body = events.stream(hub, run_id, current, render, current_app.config["SSE_PING_SECONDS"], is_final)
+    try:
+        first = current_event(found(runs.get, run_id, "run"))
+    except BaseException:
+        close()
+        raise
+    finally:
+        db.session.remove()  # no database connection is held while the stream lasts
+    body = events.stream(inbox, first, render, current_app.config["SSE_PING_SECONDS"], is_final, close)
     response = Response(stream_with_context(body), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    response.call_on_close(release)  # the server closes every response, streamed to the end or not
+    response.call_on_close(close)  # the server closes every response, streamed to the end or not
     return response
 
 
