@@ -117,6 +117,19 @@ def _uid_range(env: Mapping[str, str], name: str, default: str) -> tuple[int, in
     return low, high
 
 
+WEB_CONNECTIONS = 4000  # the Procfile's default for gunicorn's --worker-connections
+
+
+def _max_streams(env: Mapping[str, str]) -> int:
+    """MAX_STREAMS, by default three quarters of WEB_CONNECTIONS, and always some below it."""
+    connections = _int(env, "WEB_CONNECTIONS", WEB_CONNECTIONS, minimum=10)
+    value = _int(env, "MAX_STREAMS", connections * 3 // 4)
+    if value > connections - 5:
+        raise ConfigError(f"MAX_STREAMS must leave room for other requests: at most WEB_CONNECTIONS - 5 "
+                          f"({connections - 5}), got {value}")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = os.environ if env is None else env
@@ -164,6 +177,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,
         "SSE_PING_SECONDS": _int(env, "SSE_PING_SECONDS", 15),
+        # Live streams per web process; past it a new one gets 503 too_many_streams. Below
+        # WEB_CONNECTIONS, so that ordinary requests keep the rest of the process's connections.
+        "MAX_STREAMS": _max_streams(env),
         # Reports are served from this origin (another host name or port of the same web process), so
         # that their script cannot act with a user's session. Unset: reports are served sandboxed on
         # the app's origin, where the trace viewer cannot run. Links to it last REPORT_LINK_SECONDS.

@@ -18,6 +18,24 @@ log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "supertest:run:"
 Event = tuple[str, dict[str, Any]]
+Render = Callable[[str, dict[str, Any]], str]
+
+
+class Live:
+    """An event as the listener hands it to every stream of its run, with what each kind of stream
+    made of it (by render function), so that thousands of viewers cost one rendering."""
+
+    __slots__ = ("event", "_rendered")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self._rendered: dict[Render, str] = {}
+
+    def render(self, render: Render) -> str:
+        text = self._rendered.get(render)
+        if text is None:
+            text = self._rendered[render] = render(*self.event)
+        return text
 
 
 def channel(run_id: str) -> str:
@@ -41,12 +59,35 @@ class Hub:
     def __init__(self, redis_url: str) -> None:
         self._redis_url = redis_url
         self._lock = threading.Lock()
-        self._clients: dict[str, set[queue.Queue[Event]]] = {}
+        self._clients: dict[str, set[queue.Queue[Live]]] = {}
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._streams = 0  # slots taken by reserve() and not yet released
 
-    def subscribe(self, run_id: str) -> queue.Queue[Event]:
-        inbox: queue.Queue[Event] = queue.Queue()
+    @property
+    def streams(self) -> int:
+        """Streams open (or about to open) in this process."""
+        return self._streams
+
+    def reserve(self, limit: int) -> Callable[[], None] | None:
+        """Take one of `limit` stream slots; None when all are taken. Call what it returns (once or
+        more: only the first counts) when the stream is over, or was never started."""
+        with self._lock:
+            if self._streams >= limit:
+                return None
+            self._streams += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            with self._lock:
+                if not released:
+                    released = True
+                    self._streams -= 1
+        return release
+
+    def subscribe(self, run_id: str) -> queue.Queue[Live]:
+        inbox: queue.Queue[Live] = queue.Queue()
         with self._lock:
             self._clients.setdefault(run_id, set()).add(inbox)
             if self._thread is None or not self._thread.is_alive():
@@ -57,7 +98,7 @@ class Hub:
         self._ready.wait(timeout=5)
         return inbox
 
-    def unsubscribe(self, run_id: str, inbox: queue.Queue[Event]) -> None:
+    def unsubscribe(self, run_id: str, inbox: queue.Queue[Live]) -> None:
         with self._lock:
             inboxes = self._clients.get(run_id, set())
             inboxes.discard(inbox)
@@ -87,8 +128,10 @@ class Hub:
             return
         with self._lock:
             inboxes = list(self._clients.get(run_id, ()))
+        # One Live for them all: each kind of stream renders the event once, not once a client.
+        live = Live(event)
         for inbox in inboxes:
-            inbox.put(event)
+            inbox.put(live)
 
 
 def wait_for(hub: Hub, run_id: str, ended: Callable[[], bool], is_final: Callable[[str, dict[str, Any]], bool],
@@ -129,31 +172,29 @@ def format_sse(event: str, data: str) -> str:
 
 
 def stream(
-    hub: Hub,
-    run_id: str,
-    current: Callable[[], Event],
-    render: Callable[[str, dict[str, Any]], str],
+    inbox: queue.Queue[Live],
+    first: Event,
+    render: Render,
     ping_seconds: float,
     is_final: Callable[[str, dict[str, Any]], bool],
+    close: Callable[[], None],
 ) -> Iterator[str]:
-    """Yield SSE text for one run: its current state first, then live events until it ends.
-
-    `current` is called after subscribing, so nothing that happens in between is missed.
+    """Yield SSE text for one run: `first`, its state read after `inbox` was subscribed (so nothing
+    that happened in between is missed), then live events until it ends; `close` (unsubscribe)
+    when done. The caller calls `close` too when the stream is never started: it must be idempotent.
     """
-    inbox = hub.subscribe(run_id)
     try:
-        event, data = current()
-        yield render(event, data)
-        if is_final(event, data):
+        yield render(*first)
+        if is_final(*first):
             return
         while True:
             try:
-                event, data = inbox.get(timeout=ping_seconds)
+                live = inbox.get(timeout=ping_seconds)
             except queue.Empty:
                 yield ": ping\n\n"
                 continue
-            yield render(event, data)
-            if is_final(event, data):
+            yield live.render(render)
+            if is_final(*live.event):
                 return
     finally:
-        hub.unsubscribe(run_id, inbox)
+        close()

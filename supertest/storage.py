@@ -27,7 +27,7 @@ from supertest.errors import Unavailable
 log = logging.getLogger(__name__)
 
 S3, LOCAL = "s3", "local"
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024  # per read from S3 or disk and per write to the client: fewer, larger writes
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("video/webm", ".webm")

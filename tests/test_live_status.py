@@ -44,3 +44,44 @@ def test_page_stream_sends_html_and_a_done_event(app: Flask, started) -> None:
     names = [name for name, _ in events]
     assert names == ["status", "done"]
     assert 'data-status="passed"' in events[0][1]
+
+
+def test_streams_past_max_streams_are_refused_while_other_requests_answer(app: Flask, settings: dict[str, str]) -> None:
+    app = make_app({**settings, "MAX_STREAMS": "1"})
+    with app.app_context():
+        run_id = runs.create_playground_run(PASSING, "watched by too many", trigger="api").id  # stays pending
+    client = app.test_client()
+    first = client.get(f"/api/runs/{run_id}/events")  # not read yet: the stream stays open
+    assert first.status_code == 200
+    try:
+        refused = client.get(f"/api/runs/{run_id}/events")
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"].isdigit()
+        assert refused.get_json()["error"]["code"] == "too_many_streams"
+        page_stream = client.get(f"/runs/{run_id}/live")  # the run page's stream counts alike
+        assert page_stream.status_code == 503 and page_stream.headers["Retry-After"].isdigit()
+        assert client.get("/api/health").status_code == 200
+        assert client.get(f"/api/runs/{run_id}").status_code == 200
+    finally:
+        first.close()
+    again = client.get(f"/api/runs/{run_id}/events")  # the slot came back when the first closed
+    assert again.status_code == 200
+    again.close()
+    with app.app_context():
+        runs.finish(run_id, CANCELLED, error_message="stopped by the test")
+
+
+def test_run_panel_falls_back_to_polling(app: Flask) -> None:
+    """The live panel fetches itself with poll=1 when its stream fails; that panel polls, no stream."""
+    with app.app_context():
+        run_id = runs.create_playground_run(PASSING, "polled", trigger="api").id
+    client = app.test_client()
+    live = client.get(f"/runs/{run_id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "sse-connect=" in live and "htmx:sseError from:#run" in live and "poll=1" in live
+    polled = client.get(f"/runs/{run_id}?poll=1", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "sse-connect=" not in polled
+    assert 'hx-trigger="every 2s"' in polled and "poll=1" in polled
+    with app.app_context():
+        runs.finish(run_id, CANCELLED, error_message="stopped by the test")
+    ended = client.get(f"/runs/{run_id}?poll=1", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 2s" not in ended and "sse-connect=" not in ended

@@ -30,6 +30,9 @@ RUN = "0b7c1c38-4a4e-4c2b-9a57-6a0e1d2f3c4d"
     ("LOGIN_MAX_ATTEMPTS", "0", "at least 1"),
     ("SANDBOX", "docker", "must be one of"),
     ("SANDBOX_NETWORK", "none", "must be one of"),
+    ("MAX_STREAMS", "lots", "whole number"),
+    ("MAX_STREAMS", "3998", "leave room"),  # WEB_CONNECTIONS is 4000 by default
+    ("WEB_CONNECTIONS", "5", "at least 10"),
 ])
 def test_a_bad_setting_fails_naming_the_variable(name: str, value: str, words: str) -> None:
     with pytest.raises(config.ConfigError) as failure:
@@ -42,6 +45,7 @@ def test_settings_have_the_documented_defaults() -> None:
     assert settings["S3_TEST_BUCKET_NAME"] == "playwright-test-artifacts"
     assert settings["S3_JOB_BUCKET_NAME"] == "playwright-job-artifacts"
     assert settings["MAX_CONCURRENT_TESTS"] == 3
+    assert settings["MAX_STREAMS"] == 3000  # three quarters of WEB_CONNECTIONS (4000)
     assert settings["TEST_EXECUTION_TIMEOUT_MS"] == 900_000
     assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert settings["S3_ENDPOINT"] == ""

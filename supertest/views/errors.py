@@ -36,7 +36,7 @@ def answer(problem: Problem) -> Any:
         return jsonify(body), problem.status, problem.headers
     html, _, headers = page_or_fragment("message.html", "_message.html", title=problem.title,
                                         message=problem.describe())
-    return html, problem.status, headers
+    return html, problem.status, {**headers, **problem.headers}
 
 
 def init_app(app: Flask) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, stream_with_context
 
 from supertest import events
+from supertest.errors import Problem
 from supertest.extensions import db
 from supertest.models import Run
 from supertest.outcomes import TERMINAL
@@ -22,22 +23,54 @@ def is_final(event: str, data: dict[str, Any]) -> bool:
     return event == "status" and data.get("status") in TERMINAL
 
 
+class TooManyStreams(Problem):
+    """This web process has MAX_STREAMS live streams open: one more would crowd out other requests."""
+
+    status, code, title = 503, "too_many_streams", "Too many live streams"
+    # Clients (and the run page, which falls back to polling) come back after this many seconds.
+    headers = {"Retry-After": "10"}
+
+
 def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
                  current_event: Callable[[Run], events.Event]) -> Response:
-    """Stream a run's events; the database session is closed before the stream starts."""
-    found(runs.get, run_id, "run")  # 404 JSON for unknown ids, before any stream begins
+    """Stream a run's events; the database session is closed before the stream starts.
 
-    def current() -> events.Event:
-        try:
-            return current_event(found(runs.get, run_id, "run"))
-        finally:
-            db.session.remove()
+    Past MAX_STREAMS streams in this process a new one is refused at once, before the database is
+    asked anything, so that ordinary requests keep the connections gunicorn has left."""
+    hub: events.Hub = current_app.extensions["sse_hub"]
+    release = hub.reserve(current_app.config["MAX_STREAMS"])
+    if release is None:
+        raise TooManyStreams("This server is streaming to as many clients as it can; poll "
+                             f"GET /api/runs/{run_id} instead, or try again later.")
+    try:
+        return _stream_response(hub, run_id, render, current_event, release)
+    except BaseException:
+        release()
+        raise
 
-    db.session.remove()
-    body = events.stream(current_app.extensions["sse_hub"], run_id, current, render,
-                         current_app.config["SSE_PING_SECONDS"], is_final)
-    return Response(stream_with_context(body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+def _stream_response(hub: events.Hub, run_id: str, render: Callable[[str, dict[str, Any]], str],
+                     current_event: Callable[[Run], events.Event], release: Callable[[], None]) -> Response:
+    # Subscribed before the run is read, so that nothing that happens in between is missed; one
+    # query both answers an unknown id with 404 JSON and gives the stream its first event.
+    inbox = hub.subscribe(run_id)
+
+    def close() -> None:
+        hub.unsubscribe(run_id, inbox)
+        release()
+
+    try:
+        first = current_event(found(runs.get, run_id, "run"))
+    except BaseException:
+        close()
+        raise
+    finally:
+        db.session.remove()  # no database connection is held while the stream lasts
+    body = events.stream(inbox, first, render, current_app.config["SSE_PING_SECONDS"], is_final, close)
+    response = Response(stream_with_context(body), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(close)  # the server closes every response, streamed to the end or not
+    return response
 
 
 def render_json(event: str, data: dict[str, Any]) -> str:

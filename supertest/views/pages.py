@@ -83,7 +83,8 @@ def run_list():
 def run(run_id: str):
     """One run: live while it goes, with its report once it ends."""
     return page_or_fragment("runs/show.html", "runs/_run.html", **run_context(found(runs.get, run_id, "run")),
-                            in_playground=request.args.get("panel") == "playground")
+                            in_playground=request.args.get("panel") == "playground",
+                            poll=request.args.get("poll") == "1")
 
 
 def run_context(run: Run) -> dict[str, Any]:
