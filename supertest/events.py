@@ -150,12 +150,12 @@ def wait_for(hub: Hub, run_id: str, ended: Callable[[], bool], is_final: Callabl
             return
         while (left := deadline - time.monotonic()) > 0:
             try:
-                event, data = inbox.get(timeout=min(left, recheck_seconds))
+                live = inbox.get(timeout=min(left, recheck_seconds))
             except queue.Empty:
                 if ended():
                     return
                 continue
-            if is_final(event, data):
+            if is_final(*live.event):
                 return
     finally:
         hub.unsubscribe(run_id, inbox)
