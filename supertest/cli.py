@@ -7,7 +7,7 @@ import sys
 
 import click
 from cryptography.fernet import Fernet
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from supertest.encryption import InvalidToken
 from supertest.services import accounts, keys
@@ -57,6 +57,7 @@ def new_encryption_key() -> None:
 
 
 @click.command("rotate-encryption-key")
+@with_appcontext
 def rotate_encryption_key() -> None:
     """Re-encrypt every stored secret with the first key of ENCRYPTION_KEY; the others may go after."""
     try:
