@@ -133,6 +133,8 @@ def test_slot_events_alert_when_the_rule_says_so(app: Flask, client: FlaskClient
             alerts.slot_alert(db.session.get(Job, watched["id"]), "failed", slot)
     [listed] = deliveries(client, watched["id"])
     assert listed["event"] == "late" and listed["scheduledFor"] == "2026-11-30T10:00:00Z"
+    assert client.delete(watched["url"]).status_code == 200  # its rule and deliveries go with it
+    assert deliveries(client, watched["id"]) == []
 
 
 @pytest.fixture(scope="module")

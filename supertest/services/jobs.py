@@ -8,7 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from supertest.errors import NotFound, Problem
 from supertest.extensions import db
-from supertest.models import Job, JobTest, Run, Test, utcnow
+from supertest.models import Job, JobAlerts, JobTest, Run, Test, utcnow
 from supertest.services import alerts, runs
 from supertest.services.validation import ValidationError
 
@@ -21,10 +21,11 @@ class EmptyJob(Problem):
 
 # A job's tests in two more queries, rather than one for its list and one per test.
 WITH_TESTS = selectinload(Job.entries).selectinload(JobTest.test)
+WITH_ALERTS = selectinload(Job.alerts).selectinload(JobAlerts.channels)
 
 
 def list_jobs() -> list[Job]:
-    return list(db.session.scalars(select(Job).options(WITH_TESTS).order_by(Job.name, Job.id)))
+    return list(db.session.scalars(select(Job).options(WITH_TESTS, WITH_ALERTS).order_by(Job.name, Job.id)))
 
 
 def get(job_id: str) -> Job | None:
