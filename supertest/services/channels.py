@@ -71,11 +71,12 @@ def check_target(kind: str, target: Any) -> str:
 
 
 def hint(kind: str, target: str) -> str:
-    """What may be shown of a target: a URL's scheme and host, an address with its name masked."""
+    """What may be shown of a target: a webhook's scheme and host, an address with its name masked, an
+    Apprise URL's scheme only (many services put their token where a host would be: slack://T…/B…)."""
     if kind == "email":
         return ", ".join(f"{address[0]}…@{address.partition('@')[2]}" for address in notify.recipients(target))
     parts = urlparse(target)
-    return f"{parts.scheme}://{parts.hostname or ''}"
+    return f"{parts.scheme}://{parts.hostname or ''}" if kind == "webhook" else f"{parts.scheme}://…"
 
 
 def create(fields: dict[str, Any]) -> tuple[Channel, str | None]:
