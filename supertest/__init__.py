@@ -30,6 +30,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     views.init_app(app)
     app.cli.add_command(cli.users)
     app.cli.add_command(cli.tokens)
+    app.cli.add_command(cli.new_encryption_key)
+    app.cli.add_command(cli.rotate_encryption_key)
     return app
 
 

@@ -41,6 +41,7 @@ def init_app(app: Flask) -> None:
     slots = RunSlots(MachineSlots(machine) if machine else None)
     broker = RunSlotBroker(
         slots=slots,
+        run_queues=tasks.RUN_QUEUES,
         url=app.config["REDIS_URL"],
         namespace=app.config["QUEUE_NAMESPACE"],
         # A worker that dies stops heartbeating; its messages go back to the queue once another
@@ -50,7 +51,7 @@ def init_app(app: Flask) -> None:
         heartbeat_timeout=30_000,
         maintenance_chance=100_000,
     )
-    broker.add_middleware(SlotSizing(slots))
+    broker.add_middleware(SlotSizing(slots, other_queues=(tasks.NOTIFY_QUEUE,)))
     broker.add_middleware(AppContext(app))
     broker.add_middleware(Housekeeping(app))
     dramatiq.set_broker(broker)

@@ -1,13 +1,16 @@
 """`flask --app wsgi users ...` and `flask --app wsgi tokens ...`: accounts from the command line,
-for the first administrator of a deployment and for tokens that CI scripts set up."""
+for the first administrator of a deployment and for tokens that CI scripts set up; and the
+encryption key's commands (docs/security.md)."""
 from __future__ import annotations
 
 import sys
 
 import click
-from flask.cli import AppGroup
+from cryptography.fernet import Fernet
+from flask.cli import AppGroup, with_appcontext
 
-from supertest.services import accounts
+from supertest.encryption import InvalidToken
+from supertest.services import accounts, keys
 from supertest.services.validation import ValidationError
 
 users = AppGroup("users", help="Manage user accounts.")
@@ -45,3 +48,22 @@ def create_token(email: str, name: str) -> None:
         raise click.ClickException(error.message) from None
     click.echo(f"Token {name!r} for {user.email}. It is not shown again; store it now:")
     click.echo(token)
+
+
+@click.command("new-encryption-key")
+def new_encryption_key() -> None:
+    """Print a new key for ENCRYPTION_KEY (put it first in the list)."""
+    click.echo(Fernet.generate_key().decode())
+
+
+@click.command("rotate-encryption-key")
+@with_appcontext
+def rotate_encryption_key() -> None:
+    """Re-encrypt every stored secret with the first key of ENCRYPTION_KEY; the others may go after."""
+    try:
+        count = keys.rotate_all()
+    except InvalidToken:
+        raise click.ClickException("a stored value was encrypted with none of the keys in ENCRYPTION_KEY "
+                                   "(or SECRET_KEY's); nothing was changed. Put the old key back in the list."
+                                   ) from None
+    click.echo(f"Re-encrypted {count} value(s) with the newest key.")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from supertest.encryption import keys_from
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 MAX_TIMEOUT_MS = 6 * 3600 * 1000  # the longest time limit a run may be given (a job's timeoutMs)
@@ -130,13 +132,31 @@ def _max_streams(env: Mapping[str, str]) -> int:
     return value
 
 
+def _encryption_keys(env: Mapping[str, str], secret_key: str) -> tuple[str, ...]:
+    try:
+        return keys_from(env.get("ENCRYPTION_KEY", ""), secret_key)
+    except ValueError as error:
+        raise ConfigError(f"ENCRYPTION_KEY: {error}") from None
+
+
+def _smtp_url(env: Mapping[str, str]) -> str:
+    value = _url(env, "SMTP_URL", "", ("smtp", "smtps"))
+    if value and not urlparse(value).hostname:
+        raise ConfigError(f"SMTP_URL must name a host, such as smtp://user:password@mail.example.com:587; "
+                          f"got {value!r}")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables."""
     env = os.environ if env is None else env
+    secret_key = env.get("SECRET_KEY") or _instance_secret_key()
     s3_endpoint = _url(env, "S3_ENDPOINT", "", ("http", "https"))
     max_script_bytes = _int(env, "MAX_SCRIPT_BYTES", 256 * 1024)
     return {
-        "SECRET_KEY": env.get("SECRET_KEY") or _instance_secret_key(),
+        "SECRET_KEY": secret_key,
+        # Channel targets, webhook secrets and variables are stored encrypted with these (encryption.py).
+        "ENCRYPTION_KEYS": _encryption_keys(env, secret_key),
         # Sessions: a cookie script cannot read, not sent along with other sites' requests.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -208,5 +228,15 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REPORT_MAX_FILES": _int(env, "REPORT_MAX_FILES", 20_000),
         "REDACT_MAX_MB": _int(env, "REDACT_MAX_MB", 1024),
         "REDACT_SECONDS": _int(env, "REDACT_SECONDS", 60),
+        # Alerts (services/alerts.py): links in them start with PUBLIC_URL; each attempt to deliver one
+        # waits NOTIFY_TIMEOUT_SECONDS for the far end, and a failed one is tried NOTIFY_ATTEMPTS times
+        # in all, NOTIFY_BACKOFF_SECONDS after the first failure, doubling each time.
+        "PUBLIC_URL": _url(env, "PUBLIC_URL", "", ("http", "https")).rstrip("/"),
+        "NOTIFY_TIMEOUT_SECONDS": _int(env, "NOTIFY_TIMEOUT_SECONDS", 10),
+        "NOTIFY_ATTEMPTS": _int(env, "NOTIFY_ATTEMPTS", 5),
+        "NOTIFY_BACKOFF_SECONDS": _int(env, "NOTIFY_BACKOFF_SECONDS", 30),
+        # Email alerts: smtp://user:password@host:port (STARTTLS with ?starttls=true), smtps:// for TLS.
+        "SMTP_URL": _smtp_url(env),
+        "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "supertest@localhost",
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from supertest.encryption import EncryptedText
 from supertest.extensions import Base, db
 from supertest.outcomes import PENDING, TERMINAL
 
@@ -62,6 +63,7 @@ class Job(Model):
     entries: Mapped[list[JobTest]] = relationship(
         order_by="JobTest.position", cascade="all, delete-orphan", passive_deletes=True
     )
+    alerts: Mapped[JobAlerts | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
     @property
     def tests(self) -> list[Test]:
@@ -243,7 +245,78 @@ class Variable(Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    value: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(EncryptedText)  # every value, so a secret's is never plain on disk
     secret: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Channel(Model):
+    """Where alerts go: a webhook, email addresses or an Apprise URL. Its target and secret are stored
+    encrypted and never sent back; `target_hint` is what may be shown of the target (its host)."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(10))
+    target: Mapped[str] = mapped_column(EncryptedText)
+    target_hint: Mapped[str] = mapped_column(String(200), default="")
+    # A webhook's signing key (HMAC-SHA256 of each body); None for the other types.
+    secret: Mapped[str | None] = mapped_column(EncryptedText)
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class JobAlerts(Model):
+    """A job's alert rule, and the state it watches (kept here, not in a worker, so every worker agrees)."""
+
+    __tablename__ = "job_alerts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    after_failures: Mapped[int] = mapped_column(default=1)
+    on_recovery: Mapped[bool] = mapped_column(default=True)
+    on_missed: Mapped[bool] = mapped_column(default=True)
+    every_failure: Mapped[bool] = mapped_column(default=False)
+    remind_hours: Mapped[int | None] = mapped_column()
+    # "passing" or "failing", from the job's finished runs; failures in a row; the last failure alert.
+    state: Mapped[str] = mapped_column(String(10), default="passing")
+    failures_in_row: Mapped[int] = mapped_column(default=0)
+    alerted_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+
+    channels: Mapped[list[Channel]] = relationship(secondary="job_alert_channels", order_by="Channel.name")
+
+
+class JobAlertChannel(Model):
+    """A channel a job's alerts go to; deleting the channel takes it out of every rule."""
+
+    __tablename__ = "job_alert_channels"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job_alerts.job_id", ondelete="CASCADE"), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True,
+                                            index=True)
+
+
+class Delivery(Model):
+    """One alert to one channel, and how its delivery went (pending until sent or out of attempts)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_created", "created_at", "id"),
+                      Index("ix_deliveries_job_created", "job_id", "created_at"),
+                      Index("ix_deliveries_channel_created", "channel_id", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event: Mapped[str] = mapped_column(String(12))
+    channel_id: Mapped[str | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    scheduled_for: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    state: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    attempted_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    channel: Mapped[Channel | None] = relationship()
+    job: Mapped[Job | None] = relationship()
+    run: Mapped[Run | None] = relationship()

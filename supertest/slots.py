@@ -12,6 +12,9 @@ on the machine, held through lock files (flock), so a process that dies lets go 
 The limit sits where Redis is asked for messages (`RunSlotBroker.do_fetch`), not in a middleware
 that refuses messages already fetched: a refused message would have to be handed back to the
 end of its queue, out of order, and another process might have started it meanwhile.
+
+Other queues (`notifications`) take no slot: a worker that consumes one gets a thread more than
+its run slots, so an alert is never stuck behind long runs, and runs keep every slot.
 """
 from __future__ import annotations
 
@@ -110,13 +113,14 @@ class RunSlotBroker(RedisBroker):
     fresh while every slot is busy and the run queues' consumers ask Redis nothing.
     """
 
-    def __init__(self, *, slots: RunSlots, **parameters: Any) -> None:
+    def __init__(self, *, slots: RunSlots, run_queues: tuple[str, ...], **parameters: Any) -> None:
         super().__init__(**parameters)
         self.slots = slots
+        self.run_queues = frozenset(run_queues)
 
     def do_fetch(self, queue_name: str, count: int) -> list[bytes]:
         fetch = self._dispatch("fetch")
-        if q_name(queue_name) != queue_name:  # a delay queue
+        if q_name(queue_name) != queue_name or queue_name not in self.run_queues:  # a delay queue, or no run
             return fetch(queue_name, count)
         return self.slots.fetch(count, lambda n: fetch(queue_name, n))
 
@@ -141,13 +145,21 @@ class RunSlotBroker(RedisBroker):
 
 class SlotSizing(Middleware):
     """Sizes the slots to the worker's threads when it boots, and closes them when it stops: a
-    stopping worker's threads finish their runs (handing them back), and it takes no new ones."""
+    stopping worker's threads finish their runs (handing them back), and it takes no new ones.
 
-    def __init__(self, slots: RunSlots) -> None:
+    A worker that also consumes a queue of no runs (`other_queues`) gets one thread more than its
+    slots (the threads are started after this hook), which runs can never all take.
+    """
+
+    def __init__(self, slots: RunSlots, other_queues: tuple[str, ...] = ()) -> None:
         self.slots = slots
+        self.other_queues = frozenset(other_queues)
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.slots.size = worker.worker_threads
+        consumed = worker.consumer_whitelist or set(broker.get_declared_queues())
+        if self.other_queues & set(consumed):
+            worker.worker_threads += 1
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.slots.size = 0

@@ -20,6 +20,7 @@ from supertest import config, create_app
 from supertest.execution.workspace import CHROMIUM_ARGS, find_chromium
 from supertest.services import accounts
 from supertest.stack import answers_health, free_port, process_env, procfile, spawn, stop_process_group, wait_for
+from tests.farend import MailServer, WebhookServer
 from tests.helpers import ENV_PROBE, FAILING, PASSING, SYNTAX_ERROR, start_run
 from tests.s3server import S3Server, start_s3_server
 
@@ -71,6 +72,12 @@ def settings(database_url: str, s3: S3Server, tmp_path_factory: pytest.TempPathF
         "RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
         "TEST_EXECUTION_TIMEOUT_MS": "120000",
         "SECRET_KEY": "tests-" + suffix,
+        # Alerts (tests/test_alerts.py): a far end gets 2 s, and three attempts a second or two apart.
+        "NOTIFY_TIMEOUT_SECONDS": "2",
+        "NOTIFY_ATTEMPTS": "3",
+        "NOTIFY_BACKOFF_SECONDS": "1",
+        "SMTP_URL": f"smtp://127.0.0.1:{free_port()}",  # the mail fixture listens there
+        "PUBLIC_URL": "http://supertest.test",
     }
 
 
@@ -174,6 +181,24 @@ def web(app: Flask, worker: ProcfileProcess, settings: dict[str, str],
         yield url
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def webhooks() -> Iterator[WebhookServer]:
+    server = WebhookServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mail(settings: dict[str, str]) -> Iterator[MailServer]:
+    server = MailServer(int(settings["SMTP_URL"].rsplit(":", 1)[1]))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ from supertest.config import PROJECT_ROOT
 # Lowest first. A module belongs to the last entry that is its name or a prefix of it.
 LAYERS = [
     # Pure pieces: settings, the words, errors, file and process helpers, the run's hostile-file handling.
-    ["supertest.config", "supertest.errors", "supertest.outcomes", "supertest.extensions", "supertest.nofollow",
+    ["supertest.config", "supertest.encryption", "supertest.errors", "supertest.outcomes", "supertest.extensions",
+     "supertest.nofollow",
      "supertest.connections", "supertest.locks", "supertest.execution.processes", "supertest.execution.collect",
      "supertest.execution.redact", "supertest.execution.results", "supertest.execution.progress",
      "supertest.execution.workspace", "supertest.execution.runner", "supertest.execution.users",

@@ -8,7 +8,7 @@ import pytest
 from dramatiq.message import Message
 
 from supertest import config
-from supertest.slots import MachineSlots, RunSlots
+from supertest.slots import MachineSlots, RunSlotBroker, RunSlots, SlotSizing
 
 
 class Queue:
@@ -91,3 +91,31 @@ def test_runs_per_machine_is_a_whole_number_from_one(value: str) -> None:
         config.from_env({"MAX_RUNS_PER_MACHINE": value})
     assert config.from_env({})["MAX_RUNS_PER_MACHINE"] == 0  # unset: each process's threads are the limit
     assert config.from_env({"MAX_RUNS_PER_MACHINE": "6"})["MAX_RUNS_PER_MACHINE"] == 6
+
+
+class Booting:
+    """What SlotSizing reads of a worker that boots: its threads and the queues it consumes."""
+
+    def __init__(self, threads: int, queues: set[str] | None) -> None:
+        self.worker_threads, self.consumer_whitelist = threads, queues
+
+
+@pytest.mark.parametrize(("queues", "threads"), [
+    ({"test-execution", "job-execution", "notifications"}, 3),  # a thread of its own for alerts
+    ({"test-execution", "job-execution"}, 2),
+    ({"notifications"}, 3),
+])
+def test_a_worker_that_delivers_alerts_has_a_thread_no_run_can_take(queues: set[str], threads: int) -> None:
+    slots, worker = RunSlots(), Booting(2, queues)
+    SlotSizing(slots, other_queues=("notifications",)).before_worker_boot(None, worker)  # type: ignore[arg-type]
+    assert (slots.size, worker.worker_threads) == (2, threads)
+
+
+def test_an_alert_is_fetched_even_when_every_run_slot_is_taken() -> None:
+    broker = RunSlotBroker(slots=sized(1), run_queues=("test-execution", "job-execution"),
+                           url="redis://127.0.0.1:1/0")  # never connected: the fetch below is Redis's side
+    runs, alerts = Queue("r"), Queue("a")
+    broker._dispatch = lambda command: (lambda queue, count: (runs if queue == "test-execution" else alerts)(count))
+    assert len(broker.do_fetch("test-execution", 2)) == 1
+    assert broker.do_fetch("test-execution", 2) == [] and runs.asked == 1  # the one slot is taken
+    assert len(broker.do_fetch("notifications", 2)) == 1 and broker.slots.held() == 1

@@ -8,8 +8,8 @@ from sqlalchemy.orm import selectinload
 
 from supertest.errors import NotFound, Problem
 from supertest.extensions import db
-from supertest.models import Job, JobTest, Run, Test, utcnow
-from supertest.services import runs
+from supertest.models import Job, JobAlerts, JobTest, Run, Test, utcnow
+from supertest.services import alerts, runs
 from supertest.services.validation import ValidationError
 
 
@@ -21,10 +21,11 @@ class EmptyJob(Problem):
 
 # A job's tests in two more queries, rather than one for its list and one per test.
 WITH_TESTS = selectinload(Job.entries).selectinload(JobTest.test)
+WITH_ALERTS = selectinload(Job.alerts).selectinload(JobAlerts.channels)
 
 
 def list_jobs() -> list[Job]:
-    return list(db.session.scalars(select(Job).options(WITH_TESTS).order_by(Job.name, Job.id)))
+    return list(db.session.scalars(select(Job).options(WITH_TESTS, WITH_ALERTS).order_by(Job.name, Job.id)))
 
 
 def get(job_id: str) -> Job | None:
@@ -54,6 +55,7 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
     """Apply validated fields; `test_ids` must all name saved tests, or nothing is saved."""
     fields = dict(fields)
     test_ids = fields.pop("test_ids", None)
+    rule = fields.pop("alerts", None)
     for name, value in fields.items():
         setattr(job, name, value)
     if test_ids is not None:
@@ -66,6 +68,9 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
         job.entries.clear()
         db.session.flush()  # the old positions go before the new ones take their place
         job.entries.extend(JobTest(position=i, test_id=test_id) for i, test_id in enumerate(test_ids))
+    if rule is not None:
+        db.session.flush()  # a new job has its id before its rule points at it
+        alerts.set_rule(job, rule)
     db.session.commit()
     return job
 

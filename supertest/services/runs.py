@@ -16,6 +16,7 @@ from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
 from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
 from supertest.outcomes import CANCELLED, ERROR, GOOD, PENDING, RUNNING, TERMINAL, CaseResult, summary
+from supertest.services import alerts
 from supertest.services.serialize import run_json
 from supertest.services.validation import is_id
 
@@ -219,6 +220,8 @@ def _transition(run_id: str, allowed_from: tuple[str, ...], values: dict,
     run = db.session.get(Run, run_id)
     assert run is not None  # it was just updated in this session
     events.publish(run_id, "status", run_json(run, with_tests=run.finished))
+    if run.finished and run.kind == "job":
+        alerts.after_run(run)  # never raises; its deliveries go to their own queue
     return run
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from supertest.models import Job, Run, RunTest, Test, TestResult, Variable, as_utc
+from supertest.models import Channel, Job, Run, RunTest, Test, TestResult, Variable, as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -46,6 +46,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "timeoutMs": job.timeout_ms,
         "retentionDays": job.retention_days,
         "testIds": [entry.test_id for entry in job.entries],
+        "alerts": alerts_json(job),
         "tests": [{"id": test.id, "title": test.title} for test in job.tests],
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
@@ -110,3 +111,21 @@ def variable_json(variable: Variable) -> dict[str, Any]:
     """A variable; a secret's value is never sent back."""
     return {"name": variable.name, "secret": variable.secret, "value": None if variable.secret else variable.value,
             "createdAt": iso(variable.created_at), "updatedAt": iso(variable.updated_at)}
+
+
+def alerts_json(job: Job) -> dict[str, Any]:
+    """A job's alert rule (docs/api.md), with the defaults when it has none."""
+    rule = job.alerts
+    if rule is None:
+        return {"channelIds": [], "afterFailures": 1, "onRecovery": True, "onMissed": True, "everyFailure": False,
+                "remindHours": None}
+    return {"channelIds": [channel.id for channel in rule.channels], "afterFailures": rule.after_failures,
+            "onRecovery": rule.on_recovery, "onMissed": rule.on_missed, "everyFailure": rule.every_failure,
+            "remindHours": rule.remind_hours}
+
+
+def channel_json(channel: Channel, failing: bool = False) -> dict[str, Any]:
+    """A channel; its target and secret are never sent back, only a hint of the target."""
+    return {"id": channel.id, "name": channel.name, "type": channel.type, "target": None,
+            "targetHint": channel.target_hint, "failing": failing, "createdAt": iso(channel.created_at),
+            "updatedAt": iso(channel.updated_at), "url": f"/api/channels/{channel.id}"}

@@ -154,7 +154,42 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
         fields["retention_days"] = days
     if "testIds" in data or current is None:
         fields["test_ids"] = _test_ids(data.get("testIds", []))
+    if "alerts" in data:
+        fields["alerts"] = alert_rule(data["alerts"])
     return fields
+
+
+MAX_REMIND_HOURS = 24 * 30
+
+
+def alert_rule(value: Any) -> dict[str, Any]:
+    """A job's `alerts` (docs/api.md): keys left out take their defaults; which channels exist is
+    checked by the caller. null: no channels, defaults otherwise."""
+    value = {} if value is None else value
+    if not isinstance(value, dict):
+        raise ValidationError("alerts must be an object, or null", "alerts")
+    known = {"channelIds", "afterFailures", "onRecovery", "onMissed", "everyFailure", "remindHours"}
+    extra = sorted(set(value) - known)
+    if extra:
+        raise ValidationError(f"alerts has no field {extra[0]!r}", f"alerts.{extra[0]}")
+    ids = value.get("channelIds", [])
+    if not isinstance(ids, list) or not all(isinstance(item, str) and is_id(item) for item in ids) or len(ids) > 50:
+        raise ValidationError("alerts.channelIds must be a list of channel ids (at most 50)", "alerts.channelIds")
+    after = value.get("afterFailures", 1)
+    if isinstance(after, bool) or not isinstance(after, int) or not 1 <= after <= 5:
+        raise ValidationError("alerts.afterFailures must be a whole number from 1 to 5", "alerts.afterFailures")
+    flags = {}
+    for key, name, default in (("onRecovery", "on_recovery", True), ("onMissed", "on_missed", True),
+                               ("everyFailure", "every_failure", False)):
+        flags[name] = value.get(key, default)
+        if not isinstance(flags[name], bool):
+            raise ValidationError(f"alerts.{key} must be true or false", f"alerts.{key}")
+    hours = value.get("remindHours")
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int)
+                              or not 1 <= hours <= MAX_REMIND_HOURS):
+        raise ValidationError(f"alerts.remindHours must be a whole number of hours from 1 to {MAX_REMIND_HOURS}, "
+                              "or null for no reminders", "alerts.remindHours")
+    return {"channel_ids": list(dict.fromkeys(ids)), "after_failures": after, **flags, "remind_hours": hours}
 
 
 def _test_ids(value: Any) -> list[str]:

@@ -5,7 +5,9 @@ from flask import Flask
 
 from supertest.views import (
     account_pages,
+    alert_pages,
     api,
+    api_channels,
     api_jobs,
     api_tests,
     api_variables,
@@ -25,5 +27,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     filters.init_app(app)
     for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,
-                   variable_pages, account_pages, vendor):
+                   variable_pages, account_pages, api_channels, alert_pages, vendor):
         app.register_blueprint(module.bp)

@@ -7,7 +7,8 @@ from typing import Any
 from flask import Blueprint, render_template, request, url_for
 
 from supertest.models import Job
-from supertest.services import history, jobs, tests
+from supertest.services import alerts, channels, history, jobs, tests
+from supertest.services.serialize import alerts_json
 from supertest.services.validation import ValidationError, is_id, job_fields
 from supertest.views.responses import found, go, page_or_fragment, runs_page
 
@@ -28,7 +29,7 @@ def show(job_id: str):
     """One job: its tests in order, the Run button, its history strip and its runs a page at a time."""
     job = found(jobs.get, job_id, "job")
     return page_or_fragment("jobs/show.html", "runs/_table.html", job=job, page=runs_page(job_id=job.id),
-                            outcomes=history.job_outcomes(job.id))
+                            outcomes=history.job_outcomes(job.id), deliveries=alerts.recent(job.id, 10))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -50,10 +51,11 @@ def edit_form(job: Job | None):
         draft = jobs.as_fields(job) if job else {"name": "", "description": "", "retries": 0, "timeout_ms": None,
                                                  "test_ids": []}
         draft["minutes"] = f"{draft.pop('timeout_ms') / 60_000:g}" if draft.get("timeout_ms") else ""
+        draft["alerts"] = alerts_json(job) if job else alerts_json(Job())
         return render_form(job, draft)
     draft = {"name": request.form.get("name", ""), "description": request.form.get("description", ""),
              "retries": request.form.get("retries", "0"), "minutes": request.form.get("minutes", "").strip(),
-             "test_ids": request.form.getlist("testIds")}
+             "test_ids": request.form.getlist("testIds"), "alerts": alerts_from_form()}
     action = request.form.get("action", "save")
     if action != "save":
         draft["test_ids"] = rearrange(draft["test_ids"], action, request.form.get("add", ""))
@@ -61,17 +63,28 @@ def edit_form(job: Job | None):
     try:
         retries = int(draft["retries"])
         timeout_ms = round(float(draft["minutes"]) * 60_000) if draft["minutes"] else None
+        draft["alerts"]["afterFailures"] = int(draft["alerts"]["afterFailures"])
+        hours = draft["alerts"]["remindHours"]
+        draft["alerts"]["remindHours"] = int(hours) if hours else None
     except (ValueError, OverflowError):  # round() raises OverflowError for "inf" and "1e400"
-        return render_form(job, draft, "retries and the time limit must be numbers"), 422
+        return render_form(job, draft, "retries, the time limit and the alert numbers must be numbers"), 422
     try:
         # The form has no retention field: a job keeps the retentionDays the API gave it.
         data = {"name": draft["name"], "description": draft["description"], "retries": retries,
                 "timeoutMs": timeout_ms, "retentionDays": job.retention_days if job else None,
-                "testIds": draft["test_ids"]}
+                "testIds": draft["test_ids"], "alerts": draft["alerts"]}
         saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
     except ValidationError as error:
         return render_form(job, draft, error.message), 422
     return go(url_for("job_pages.show", job_id=saved.id))
+
+
+def alerts_from_form() -> dict[str, Any]:
+    """The form's alert rule, as the API takes it (numbers still as typed; checked on save)."""
+    form = request.form
+    return {"channelIds": form.getlist("alertChannelIds"), "afterFailures": form.get("afterFailures", "1"),
+            "onRecovery": bool(form.get("onRecovery")), "onMissed": bool(form.get("onMissed")),
+            "everyFailure": bool(form.get("everyFailure")), "remindHours": form.get("remindHours", "").strip()}
 
 
 def rearrange(test_ids: list[str], action: str, added: str) -> list[str]:
@@ -98,7 +111,8 @@ def render_form(job: Job | None, draft: dict[str, Any], error: str | None = None
     by_id = {test.id: test for test in available}
     chosen = [by_id[test_id] for test_id in draft["test_ids"] if test_id in by_id]
     return render_template("jobs/form.html", job=job, draft=draft, chosen=chosen, error=error,
-                           addable=[test for test in available if test.id not in draft["test_ids"]])
+                           addable=[test for test in available if test.id not in draft["test_ids"]],
+                           channels=channels.list_all())
 
 
 @bp.post("/<job_id>/run")
