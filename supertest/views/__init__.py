@@ -9,6 +9,7 @@ from supertest.views import (
     api_jobs,
     api_tests,
     api_variables,
+    ci,
     errors,
     events,
     filters,
@@ -25,5 +26,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     filters.init_app(app)
     for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,
-                   variable_pages, account_pages, vendor):
+                   variable_pages, account_pages, vendor, ci):
         app.register_blueprint(module.bp)
