@@ -241,6 +241,8 @@ def test_a_suite_that_passes_exits_0_with_its_tests_junit_and_links(passing: dic
     assert "passed: 2 tests, 2 passed, 0 failed, 0 flaky, 0 skipped" in done.stdout
     assert f"Run: {web}/runs/{run['id']}" in done.stdout
     assert f"Report: {web}{run['reportUrl']}" in done.stdout
+    page = client.get(f"/runs/{run['id']}").get_data(as_text=True)  # per test on the run page
+    assert "tests/adding/add.spec.ts" in page and "a suite sent from CI" in page, page
     suites_ = junitparser.JUnitXml.fromfile(str(passing["junit"]))
     cases = [case for test_suite in suites_ for case in test_suite]
     assert len(cases) == run["summary"]["total"] == 2
@@ -254,6 +256,7 @@ def test_a_suite_that_fails_exits_1_and_junit_says_which(failing: dict[str, Any]
     assert run["status"] == "failed" and [spec["file"] for spec in run["specs"]] == ["more/fail.spec.ts"]
     assert "no such todo" in run["tests"][0]["error"]  # it got as far as the page: its imports were there
     assert "failed      more/fail.spec.ts › finds a todo that is not there" in done.stdout
+    assert "no such todo" in done.stdout  # the first line of why, under it
     cases = [case for test_suite in junitparser.JUnitXml.fromfile(str(failing["junit"])) for case in test_suite]
     assert len(cases) == run["summary"]["total"] == 1
     assert sum(1 for case in cases if not case.is_passed) == run["summary"]["failed"] == 1
@@ -433,3 +436,16 @@ def test_the_client_sends_the_specs_and_what_they_import(suite: Path, monkeypatc
     finally:
         (suite / "more" / "uses-index.spec.ts").unlink()
     assert sorted(file["path"] for file in body["files"]) == ["more/index.ts", "more/uses-index.spec.ts"]
+
+
+@pytest.mark.parametrize(("status", "code"), [("passed", 0), ("failed", 1), ("error", 2), ("timeout", 2),
+                                              ("cancelled", 2)])
+def test_the_verdict_is_the_exit_code_and_flaky_tests_are_named(status: str, code: int,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run = {"id": "r", "status": status, "reportUrl": None, "errorMessage": None,
+           "summary": {"total": 2, "passed": 1, "failed": 0, "flaky": 1, "skipped": 0},
+           "tests": [{"file": "a.spec.ts", "title": "wobbles", "status": "flaky"},
+                     {"file": "b.spec.ts", "title": "holds", "status": "passed"}]}
+    assert supertest_ci.report(supertest_ci.Client("http://supertest.invalid", "t"), run, None) == code
+    out = capsys.readouterr().out
+    assert "1 flaky" in out and "flaky: a.spec.ts › wobbles" in out and "holds" not in out

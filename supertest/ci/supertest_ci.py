@@ -283,7 +283,9 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
 def test_line(test: dict[str, Any]) -> str:
     took = test.get("durationMs")
     seconds = f" ({took / 1000:.1f} s)" if isinstance(took, int | float) else ""
-    return f"{str(test.get('status')):<11} {test.get('file')} › {test.get('title')}{seconds}"
+    line = f"{str(test.get('status')):<11} {test.get('file')} › {test.get('title')}{seconds}"
+    error = str(test.get("error") or "").strip()
+    return f"{line}\n{'':<12}{error.splitlines()[0][:300]}" if error and test.get("status") != "passed" else line
 
 
 def report(client: Client, run: dict[str, Any], junit: str | None) -> int:
