@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Supertest's CI client: run a saved job, or a local Playwright suite, on Supertest's workers and
-wait for the verdict. One file, Python 3.11+ standard library only; the server serves it at
+wait for the verdict. One file, Python 3.10+ standard library only; the server serves it at
 /ci/supertest-ci.py.
 
     python3 supertest-ci.py run (--job NAME_OR_ID | PATH...) [--config FILE] [--junit PATH]
