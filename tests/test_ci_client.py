@@ -396,6 +396,7 @@ def test_configs_that_are_accepted(config: str) -> None:
     ("export default { testMatch: /.*check\\.ts$/ }", ["a/check.ts", "precheck.ts"], ["x.spec.ts"]),
     ("export default { testMatch: ['e2e/**/*.ts', '*.flow.js'] }", ["e2e/a/b.ts", "x/a.flow.js"], ["a/e2e/b.ts"]),
     ("export default { testMatch: process.env.MATCH }", ["x.spec.ts"], ["x.e2e.ts"]),  # not a literal: default
+    ("export default { testMatch: /(a+)+$/ }", ["x.spec.ts"], ["aaaa"]),  # could backtrack for ever: default
 ])
 def test_which_files_are_tests(config: str | None, tests: list[str], support: list[str]) -> None:
     matches = suites.test_matcher(config)

@@ -3,7 +3,9 @@ and its Playwright config, checked and queued as one `kind: job` run without a s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from supertest.config import MAX_TIMEOUT_MS
@@ -22,7 +24,9 @@ DEFAULT_TEST = re.compile(r"\.(?:spec|test)\.[cm]?[jt]sx?$")
 # Playwright's own reporters: asking for one of these is harmless (Supertest's run anyway); any
 # other name is a module of the user's, which would see and send everything the run does.
 BUILTIN_REPORTERS = frozenset({"list", "line", "dot", "html", "json", "junit", "github", "blob", "null"})
-STRING = re.compile(r"""(['"`])((?:\\.|(?!\1).)*)\1""", re.DOTALL)
+# A backslash only ever starts an escape, so no text can be read two ways (which backtracks for ever).
+STRING = re.compile(r"""(['"`])((?:\\.|(?!\1)[^\\])*)\1""", re.DOTALL)
+MAX_VALUE_CHARS = 20_000  # of a config property's value that is read
 OBJECT = re.compile(r"\{[^{}]*\}")  # innermost first: a reporter's options, taken out before its names are read
 
 
@@ -184,7 +188,9 @@ def check_config(source: str) -> None:
         raise ValidationError("the config asks for webServer, which Supertest does not start: run your app "
                               "where the workers can reach it and set use.baseURL to it", "config",
                               code="unsupported_config")
-    for found in re.finditer(r"\breporter\s*:", code):
+    # The first few only, each read so far: the reporter is never taken from the config anyway
+    # (workspace.py copies allowed keys); this says so early, and must not be made to work for ever.
+    for found in islice(re.finditer(r"\breporter\s*:", code), 20):
         value = _value_after(code, found.end())
         while OBJECT.search(value):  # options ({ outputFolder: 'x' }) hold no reporter's name
             value = OBJECT.sub("", value)
@@ -196,8 +202,8 @@ def check_config(source: str) -> None:
 
 def _value_after(code: str, start: int) -> str:
     """The text of a property's value: up to the comma or closing bracket at its own depth."""
-    depth, i, quote = 0, start, None
-    while i < len(code):
+    depth, i, quote, end = 0, start, None, min(len(code), start + MAX_VALUE_CHARS)
+    while i < end:
         char = code[i]
         if quote:
             if char == "\\":
@@ -218,7 +224,7 @@ def _value_after(code: str, start: int) -> str:
     return code[start:i].strip()
 
 
-def test_matcher(config: str | None):
+def test_matcher(config: str | None) -> Callable[[str], bool]:
     """Which paths are tests: the config's testMatch when it is a literal (a glob, a regex or a list
     of them), else Playwright's default (*.spec.* and *.test.* scripts)."""
     patterns = _test_match(code_of(config)) if config else None
@@ -234,13 +240,18 @@ def _test_match(code: str) -> list[re.Pattern[str]] | None:
     value = _value_after(code, found.end())
     items = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     patterns = []
-    for item in (part.strip() for part in _split_top(items)):
+    listed = _split_top(items)
+    if len(listed) > 50:
+        return None
+    for item in (part.strip() for part in listed):
         literal = STRING.fullmatch(item)
         regex = re.fullmatch(r"/((?:\\.|[^/\\])+)/([a-z]*)", item)
+        # Patterns that could backtrack for ever over a crafted path (a quantified group, many
+        # wildcards) are not evaluated here: Playwright's default rule stands instead.
         try:
-            if literal and literal.group(1) != "`":
+            if literal and literal.group(1) != "`" and literal.group(2).count("*") <= 4:
                 patterns.append(re.compile(glob_regex(literal.group(2))))
-            elif regex:
+            elif regex and not re.search(r"\)[*+?{]", regex.group(1)) and len(regex.group(1)) <= 200:
                 patterns.append(re.compile(regex.group(1), re.IGNORECASE if "i" in regex.group(2) else 0))
             else:
                 return None  # an expression we do not evaluate: Playwright's default rule
