@@ -450,3 +450,17 @@ def test_the_verdict_is_the_exit_code_and_flaky_tests_are_named(status: str, cod
     assert supertest_ci.report(supertest_ci.Client("http://supertest.invalid", "t"), run, None) == code
     out = capsys.readouterr().out
     assert "1 flaky" in out and "flaky: a.spec.ts › wobbles" in out and "holds" not in out
+
+
+def test_a_linked_spec_is_sent_where_the_link_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shared.spec.ts").write_text("import { x } from './helper';")
+    (tmp_path / "suite" / "tests").mkdir(parents=True)
+    (tmp_path / "suite" / "tests" / "helper.ts").write_text("export const x = 1;")
+    (tmp_path / "suite" / "tests" / "shared.spec.ts").symlink_to(elsewhere / "shared.spec.ts")
+    monkeypatch.chdir(tmp_path / "suite")
+    body = supertest_ci.suite(supertest_ci.parse(["run", "tests"]))
+    assert body["config"] is None
+    assert {file["path"]: file["content"] for file in body["files"]} == {
+        "helper.ts": "export const x = 1;", "shared.spec.ts": "import { x } from './helper';"}

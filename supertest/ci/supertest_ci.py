@@ -83,9 +83,9 @@ def find_specs(paths: list[str]) -> list[Path]:
     for given in paths:
         path = Path(given)
         if path.is_file():
-            specs.append(path.resolve())
+            specs.append(absolute(path))
         elif path.is_dir():
-            found = sorted(p.resolve() for p in path.rglob("*") if p.is_file() and SPEC.search(p.name)
+            found = sorted(absolute(p) for p in path.rglob("*") if p.is_file() and SPEC.search(p.name)
                            and not any(part in SKIPPED_FOLDERS or part.startswith(".")
                                        for part in p.relative_to(path).parts[:-1]))
             if not found:
@@ -94,6 +94,12 @@ def find_specs(paths: list[str]) -> list[Path]:
         else:
             raise Fail(USAGE, f"no such file or folder: {given}")
     return list(dict.fromkeys(specs))
+
+
+def absolute(path: Path) -> Path:
+    """The path from /, `..` taken out but links not followed: a linked file is sent where the
+    link is, with what it points to, so the suite's root stays the suite's."""
+    return Path(os.path.abspath(path))
 
 
 def imports_of(source: str) -> list[str]:
@@ -109,7 +115,7 @@ def resolve(importer: Path, name: str) -> Path | None:
     if base.suffix in (".js", ".mjs", ".cjs", ".jsx"):  # TypeScript's ESM style: './x.js' is x.ts
         stem = base.with_suffix("")
         candidates += [Path(f"{stem}{ext}") for ext in (".ts", ".tsx", ".mts", ".cts")]
-    return next((c.resolve() for c in candidates if c.is_file()), None)
+    return next((absolute(c) for c in candidates if c.is_file()), None)
 
 
 def read_text(path: Path) -> str:
@@ -148,8 +154,8 @@ def find_config(paths: list[str], given: str | None) -> Path | None:
         config = Path(given)
         if not config.is_file():
             raise Fail(USAGE, f"no such config file: {given}")
-        return config.resolve()
-    first = Path(paths[0]).resolve()
+        return absolute(config)
+    first = absolute(Path(paths[0]))
     folder = first if first.is_dir() else first.parent
     for place in (folder, folder.parent):
         for name in CONFIG_NAMES:
