@@ -22,7 +22,7 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reached without signing in; each still has CSRF checked on a change where a session could be involved.
-PUBLIC = frozenset({"static", "vendor.vendor_file", "api.health", "auth.login", "auth.setup"})
+PUBLIC = frozenset({"static", "vendor.vendor_file", "ci.client", "api.health", "auth.login", "auth.setup"})
 REPORT_ORIGIN_ONLY = "reports.signed_file"  # the signed link is its own permission
 
 

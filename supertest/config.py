@@ -196,6 +196,10 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_SCRIPT_BYTES": max_script_bytes,
         # Room for JSON quoting and the title, so an over-long script gets our 413 that names the field.
         "MAX_CONTENT_LENGTH": max_script_bytes + 16 * 1024,
+        # An ad-hoc run (POST /api/runs, the CI client): at most this many files, this many bytes
+        # in all (each file also within MAX_SCRIPT_BYTES).
+        "MAX_RUN_FILES": _int(env, "MAX_RUN_FILES", 500),
+        "MAX_RUN_BYTES": _int(env, "MAX_RUN_BYTES", 5 * 1024 * 1024),
         "SSE_PING_SECONDS": _int(env, "SSE_PING_SECONDS", 15),
         # Live streams per web process; past it a new one gets 503 too_many_streams. Below
         # WEB_CONNECTIONS, so that ordinary requests keep the rest of the process's connections.

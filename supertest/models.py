@@ -98,6 +98,8 @@ class Run(Model):
     # Where it was started: "playground", "ui" (a Run button) or "api".
     trigger: Mapped[str] = mapped_column(String(12), default="api")
     retries: Mapped[int] = mapped_column(default=0)
+    # Playwright workers an ad-hoc run asked for (POST /api/runs); None: the kind's default.
+    workers: Mapped[int | None] = mapped_column()
     # The time limit the runner enforces, fixed when the run is requested (runs.create_run).
     timeout_ms: Mapped[int] = mapped_column()
     title: Mapped[str] = mapped_column(String(200), default="")
@@ -128,6 +130,8 @@ class Run(Model):
     results: Mapped[list[TestResult]] = relationship(
         back_populates="run", order_by="TestResult.position", cascade="all, delete-orphan", passive_deletes=True
     )
+    files: Mapped[list[RunFile]] = relationship(order_by="RunFile.id", cascade="all, delete-orphan",
+                                                passive_deletes=True)
 
     @property
     def finished(self) -> bool:
@@ -156,13 +160,26 @@ class RunTest(Model):
     position: Mapped[int]
     test_id: Mapped[str | None] = mapped_column(ForeignKey("tests.id", ondelete="SET NULL"))
     title: Mapped[str] = mapped_column(String(200))
-    filename: Mapped[str] = mapped_column(String(100))
+    # The spec's path under the run's tests/ folder: a file name, or a path in an ad-hoc run's suite.
+    filename: Mapped[str] = mapped_column(String(500))
     script: Mapped[str] = mapped_column(Text)
     # This test's outcome in the run: pending until the run ends, then outcomes.test_fate's.
     status: Mapped[str] = mapped_column(String(12), default=PENDING)
 
     run: Mapped[Run] = relationship(back_populates="run_tests")
     test: Mapped[Test | None] = relationship()
+
+
+class RunFile(Model):
+    """A file an ad-hoc run's tests import (fixtures, page objects, data) or its suite's config
+    (path CONFIG_FILE), written under the run's tests/ folder beside its specs; a rerun copies them."""
+
+    __tablename__ = "run_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    content: Mapped[str] = mapped_column(Text)
 
 
 class TestResult(Model):

@@ -26,7 +26,7 @@ from supertest.execution.watch import RunWatch
 from supertest.extensions import db
 from supertest.models import Run
 from supertest.outcomes import ERROR, FAILED, PASSED, TIMEOUT, run_passed, test_fate
-from supertest.services import runs, variables
+from supertest.services import runs, suites, variables
 
 log = logging.getLogger(__name__)
 BROWSER_FAILURE = "browserType.launch"
@@ -109,10 +109,12 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
             stop: threading.Event) -> runner.Outcome:
     """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
     files = [workspace.TestFile(run_test.filename, run_test.script) for run_test in run.run_tests]
-    # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers.
-    workers = config["MAX_CONCURRENT_TESTS"] if run.kind == "job" else 1
+    # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers
+    # (or fewer, if an ad-hoc run asked for fewer).
+    workers = min(run.workers or config["MAX_CONCURRENT_TESTS"], config["MAX_CONCURRENT_TESTS"]) \
+        if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
-    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings)
+    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run))
     redis = redis_client()  # the reporter's lines are read on a thread without an app context
     progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run.run_tests},
                         lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
@@ -128,6 +130,15 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
     finally:
         if space.ids:  # nothing of the test may run on while the worker reads what it left
             processes.kill_user(space.ids[0])
+
+
+def _suite(run: Run) -> workspace.Suite | None:
+    """An ad-hoc run's support files and config (services/suites.py); None for any other run."""
+    if not run.files:
+        return None
+    config = next((file.path for file in run.files if file.path == suites.CONFIG_FILE), None)
+    return workspace.Suite([workspace.TestFile(file.path, file.content) for file in run.files],
+                           [run_test.filename for run_test in run.run_tests], config)
 
 
 def _collect(run: Run, space: Workspace, config: Any) -> collect.Collected:

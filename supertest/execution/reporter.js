@@ -21,10 +21,16 @@ class SupertestReporter {
     this.errors = [];
   }
 
+  // A test's file as the worker names it: its path under the test folder ('/' between folders).
+  fileOf(test) {
+    return path.relative(this.testDir, test.location.file).split(path.sep).join('/');
+  }
+
   onBegin(config, suite) {
+    this.testDir = (config.projects[0] && config.projects[0].testDir) || config.rootDir;
     const files = {};
     for (const test of suite.allTests()) {
-      const file = path.basename(test.location.file);
+      const file = this.fileOf(test);
       files[file] = (files[file] || 0) + 1;
       this.tests.set(test.id, { test, results: [] });
     }
@@ -39,7 +45,7 @@ class SupertestReporter {
       event: 'test',
       id: test.id,
       title: test.titlePath().slice(3).join(' › '),
-      file: path.basename(test.location.file),
+      file: this.fileOf(test),
       status: result.status,
       outcome: test.outcome(),
       retry: result.retry,
@@ -57,7 +63,7 @@ class SupertestReporter {
   onEnd() {
     const tests = [...this.tests.values()].map(({ test, results }) => ({
       title: test.titlePath().slice(3).join(' › '),
-      file: path.basename(test.location.file),
+      file: this.fileOf(test),
       outcome: test.outcome(),
       results,
     }));

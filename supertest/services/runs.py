@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select, tuple_, update
 from supertest import events
 from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
-from supertest.models import Run, RunTest, Test, TestResult, new_id, utcnow
+from supertest.models import Run, RunFile, RunTest, Test, TestResult, new_id, utcnow
 from supertest.outcomes import CANCELLED, ERROR, GOOD, PENDING, RUNNING, TERMINAL, CaseResult, summary
 from supertest.services import alerts
 from supertest.services.serialize import run_json
@@ -51,21 +51,29 @@ def create_playground_run(script: str, title: str, trigger: str, saved: Test | N
 
 def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
     """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
-    return _insert(run, [(test.id, title, script) for test, title, script in tests])
-
-
-def _insert(run: Run, tests: list[tuple[str | None, str, str]]) -> Run:
-    """create_run, from the id of each test (None: a test deleted since) rather than the test:
-    a rerun copies another run's tests, which need not exist any more."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
+    return _insert(run, [(test.id, title, script, run_test_filename(title, i + 1 if numbered else None))
+                         for i, (test, title, script) in enumerate(tests)])
+
+
+def insert_suite(run: Run, specs: list[tuple[str, str]]) -> Run:
+    """create_run for an ad-hoc run (services/suites.py): each spec is named by its path in the
+    suite, and is its own title; the run's files (support files, config) are already on it."""
+    return _insert(run, [(None, path[-200:], script, path) for path, script in specs])
+
+
+def _insert(run: Run, tests: list[tuple[str | None, str, str, str]]) -> Run:
+    """create_run, from the id of each test (None: a test deleted since, or none, in an ad-hoc run)
+    rather than the test, and its file name: a rerun copies another run's tests, which need not
+    exist any more, under the names they had."""
     run.status = PENDING
     run.created_at = run.created_at or utcnow()  # now rather than at the insert: its run tests keep a copy
     if run.timeout_ms is None:
         limit = "JOB_EXECUTION_TIMEOUT_MS" if run.kind == "job" else "TEST_EXECUTION_TIMEOUT_MS"
         run.timeout_ms = current_app.config[limit]
     run.run_tests = [RunTest(position=i, test_id=test_id, title=title, script=script, run_created_at=run.created_at,
-                             filename=run_test_filename(title, i + 1 if numbered else None))
-                     for i, (test_id, title, script) in enumerate(tests)]
+                             filename=filename)
+                     for i, (test_id, title, script, filename) in enumerate(tests)]
     db.session.add(run)
     db.session.commit()
     return run
@@ -97,9 +105,11 @@ def rerun(run: Run, failed_only: bool, trigger: str) -> Run:
     now = utcnow()
     if run.job is not None:
         run.job.last_run_at = now  # as jobs.start_run does: lastRunAt is the newest run's createdAt
+    # An ad-hoc run's support files and config come along: its specs import them.
     new = _insert(Run(kind=run.kind, test_id=run.test_id, job_id=run.job_id, title=run.title, trigger=trigger,
-                      retries=run.retries, timeout_ms=run.timeout_ms, created_at=now),
-                  [(run_test.test_id, run_test.title, run_test.script) for run_test in chosen])
+                      retries=run.retries, workers=run.workers, timeout_ms=run.timeout_ms, created_at=now,
+                      files=[RunFile(path=file.path, content=file.content) for file in run.files]),
+                  [(run_test.test_id, run_test.title, run_test.script, run_test.filename) for run_test in chosen])
     enqueue(new)
     return new
 

@@ -11,6 +11,7 @@ from supertest.views import (
     api_jobs,
     api_tests,
     api_variables,
+    ci,
     errors,
     events,
     filters,
@@ -27,5 +28,5 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     filters.init_app(app)
     for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,
-                   variable_pages, account_pages, api_channels, alert_pages, vendor):
+                   variable_pages, account_pages, api_channels, alert_pages, vendor, ci):
         app.register_blueprint(module.bp)

@@ -10,7 +10,7 @@ from supertest.execution import preflight
 from supertest.extensions import db
 from supertest.models import Run
 from supertest.outcomes import STATUSES
-from supertest.services import runs
+from supertest.services import runs, suites
 from supertest.services.serialize import run_json
 from supertest.services.validation import failed_only, is_id, script_and_title, wait_seconds
 from supertest.views.responses import found, json_body, start_response
@@ -30,6 +30,18 @@ def run_playground_test():
     run = runs.create_playground_run(script, title, trigger="api")
     runs.enqueue(run)
     return start_response(run)
+
+
+@bp.post("/runs")
+def run_suite():
+    """Queue an ad-hoc run of a local suite: its specs, the files they import and its config."""
+    config = current_app.config
+    # Its own body limit: room for MAX_RUN_BYTES of files once JSON has escaped them, so that an
+    # over-large suite gets the 413 that names MAX_RUN_BYTES rather than a bare one.
+    request.max_content_length = 2 * config["MAX_RUN_BYTES"] + 64 * 1024
+    suite = suites.suite_from(json_body(), config["MAX_RUN_FILES"], config["MAX_RUN_BYTES"],
+                              config["MAX_SCRIPT_BYTES"])
+    return start_response(suites.start(suite, trigger="ci"))
 
 
 @bp.get("/runs/<run_id>")

@@ -30,7 +30,7 @@ def age(moment: datetime | None) -> str:
     return "just now"
 
 
-TRIGGERS = {"playground": "Playground", "ui": "Run button", "api": "API"}
+TRIGGERS = {"playground": "Playground", "ui": "Run button", "api": "API", "ci": "CI"}
 
 
 def trigger(name: str) -> str:
