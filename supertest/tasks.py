@@ -11,6 +11,7 @@ from supertest.execution import execute_run
 
 TEST_QUEUE = "test-execution"
 JOB_QUEUE = "job-execution"
+RUN_QUEUES = (TEST_QUEUE, JOB_QUEUE)  # their messages' one argument is a run id
 
 
 def execute_test_run(run_id: str) -> None:
