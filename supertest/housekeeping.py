@@ -87,10 +87,11 @@ class Housekeeping(Middleware):
         registration = getattr(self, "registration", None)
         if registration is not None:
             registration.join(timeout=5)  # its last beat must not land after the entry is gone
-            try:
-                registry.unregister(redis_client(), self.app.config["QUEUE_NAMESPACE"], worker_id())
-            except Exception:  # Redis is down: the entry expires on its own
-                log.warning("could not unregister this worker", exc_info=True)
+            with self.app.app_context():
+                try:
+                    registry.unregister(redis_client(), self.app.config["QUEUE_NAMESPACE"], worker_id())
+                except Exception:  # Redis is down: the entry expires on its own
+                    log.warning("could not unregister this worker", exc_info=True)
 
     def _now(self, job: Callable[[], object]) -> None:
         with self.app.app_context():

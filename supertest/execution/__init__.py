@@ -55,6 +55,7 @@ def _execute_run(run_id: str) -> None:
         log.info("run %s is not pending; nothing to do", run_id)
         return
     logs.set_run(run_id, run.job_id)
+    log.info("run %s: attempt %s started (%s)", run_id, run.attempt, run.kind)
     config = current_app.config
     attempt = run.attempt
     # Per attempt: a lost worker's leftovers never share a directory with the attempt after it.
@@ -114,6 +115,7 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
     finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
                                               results=cases, test_statuses=_test_statuses(filenames, report, status),
                                               attempt=run.attempt))
+    log.info("run %s: attempt %s ended %s", run.id, run.attempt, status if finished else f"{status}, too late to count")
     if finished is None and store and runs.get(run.id) is None:
         current_app.extensions["reports"].delete(run.id, run.kind, store)  # deleted while it ran: keep nothing
 

@@ -31,7 +31,7 @@ class Durations:
     total_seconds: float
 
     def buckets(self) -> list[tuple[str, float]]:
-        return [*((str(bound), float(n)) for bound, n in zip(DURATION_BUCKETS, self.at_most, strict=True)),
+        return [*((str(float(bound)), float(n)) for bound, n in zip(DURATION_BUCKETS, self.at_most, strict=True)),
                 ("+Inf", float(self.count))]
 
 
