@@ -252,6 +252,16 @@ def test_operations_are_for_administrators_only(app: Flask, member_token: str) -
     assert admin.get("/api/queues").status_code == 200
 
 
+def test_a_request_about_a_run_names_it_in_its_log_lines(app: Flask) -> None:
+    """The same thread serves the test client's request, so the run it named is still set after it."""
+    client = app.test_client()
+    run_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
+    for path, expected in ((f"/api/runs/{run_id}", (run_id, None)), (f"/api/jobs/{job_id}", (None, job_id)),
+                           ("/api/runs/%0Afake%20line", (None, None)), ("/api/health", (None, None))):
+        client.get(path)
+        assert logs.current() == expected, path
+
+
 # Pure pieces, as tables.
 
 def record(message: str = "hello", exc: bool = False, **extra: Any) -> logging.LogRecord:

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, literal_column, select
 
 from supertest.extensions import db
 from supertest.models import Run
@@ -36,9 +36,10 @@ class Durations:
 
 
 def _seconds(dialect: str) -> ColumnElement[Any]:
-    """A run's duration in seconds, computed by the database."""
+    """A run's duration in seconds, computed by the database (date_part: a double precision, which
+    is much cheaper to compute with than EXTRACT's numeric)."""
     if dialect == "postgresql":
-        return func.extract("epoch", Run.finished_at - Run.started_at)
+        return func.date_part("epoch", Run.finished_at - Run.started_at)
     return (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
 
 
@@ -52,14 +53,32 @@ def run_counts() -> list[tuple[str, str, str, int, dict[str, int]]]:
 
 
 def durations() -> list[Durations]:
-    """The finished runs' durations, bucketed by the database in one query (a CASE per bound)."""
+    """The finished runs' durations, bucketed by the database in one query: each run's bucket is the
+    first bound it fits under (a CASE that stops at the first match), counted per kind and bucket;
+    the few rows that come back are made cumulative here."""
     seconds = _seconds(db.engine.dialect.name)
-    query = (select(Run.kind, func.count(), func.coalesce(func.sum(seconds), 0),
-                    *(func.sum(case((seconds <= bound, 1), else_=0)) for bound in DURATION_BUCKETS))
+    # Bounds as literals, so that the CASE in SELECT and GROUP BY is one expression to the database.
+    bucket = case(*((seconds <= literal_column(str(bound)), index) for index, bound in enumerate(DURATION_BUCKETS)),
+                  else_=len(DURATION_BUCKETS)).label("bucket")
+    query = (select(Run.kind, bucket, func.count(), func.sum(seconds))
              .where(Run.status.in_(TERMINAL), Run.started_at.is_not(None), Run.finished_at.is_not(None))
-             .group_by(Run.kind))
-    return [Durations(kind, tuple(int(n or 0) for n in at_most), count, float(total))
-            for kind, count, total, *at_most in db.session.execute(query)]
+             .group_by(Run.kind, literal_column("bucket")))
+    counts: dict[str, list[int]] = {}
+    totals: dict[str, float] = {}
+    for kind, index, count, total in db.session.execute(query):
+        counts.setdefault(kind, [0] * (len(DURATION_BUCKETS) + 1))[index] += count
+        totals[kind] = totals.get(kind, 0.0) + float(total or 0)
+    return [Durations(kind, cumulative(per_bucket)[:-1], sum(per_bucket), totals[kind])
+            for kind, per_bucket in sorted(counts.items())]
+
+
+def cumulative(counts: Sequence[int]) -> tuple[int, ...]:
+    """Per-bucket counts → at-most counts, as Prometheus's buckets are: [1, 0, 2] → (1, 1, 3)."""
+    running, out = 0, []
+    for count in counts:
+        running += count
+        out.append(running)
+    return tuple(out)
 
 
 class SupertestCollector(Collector):
