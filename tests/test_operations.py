@@ -250,6 +250,32 @@ def test_operations_are_for_administrators_only(app: Flask, member_token: str) -
         assert member.get(path).status_code in (302, 401), path  # a person is sent to sign in; a script gets 401
     admin = app.test_client()
     assert admin.get("/api/queues").status_code == 200
+    link = 'href="/operations"'
+    assert link in admin.get("/").get_data(as_text=True)
+    assert link not in member.get("/", headers={"Authorization": f"Bearer {member_token}"}).get_data(as_text=True)
+
+
+def test_the_page_shows_restarted_runs_storage_and_kept_reports(app: Flask) -> None:
+    """Rows as the reaper and a worker cut off from S3 leave them: a run on its second attempt, and a
+    report kept on local disk (S3 is configured here, so it waits to be uploaded)."""
+    client = app.test_client()
+    before = metric(client.get("/metrics").get_data(as_text=True), "supertest_report_uploads_waiting")
+    with app.app_context():
+        restarted = models.Run(kind="test", trigger="api", status="passed", timeout_ms=1000, title="came back",
+                               attempt=2, restarted_because="restarted after worker loss", report_store="local")
+        db.session.add(restarted)
+        db.session.commit()
+        run_id = restarted.id
+    try:
+        html = client.get("/operations", headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert f'href="/runs/{run_id}"' in html and "restarted after worker loss" in html
+        assert "reachable" in html and "unreachable" not in html
+        after = metric(client.get("/metrics").get_data(as_text=True), "supertest_report_uploads_waiting")
+        assert after == before + 1
+    finally:
+        with app.app_context():
+            db.session.query(models.Run).filter(models.Run.id == run_id).delete()
+            db.session.commit()
 
 
 def test_a_request_about_a_run_names_it_in_its_log_lines(app: Flask) -> None:
