@@ -3,18 +3,19 @@
 The run is set once where work on it begins (a worker's execute_run, a web request about a run)
 in a context variable, and a filter on every handler copies it onto each record: no log call has
 to name it. A context variable belongs to its thread (and greenlet under gevent), so the runs of
-one worker's threads never mix. Threads a run starts for itself start without it; their lines
-name the run in their message where it matters.
+one worker's threads never mix; a thread started for a run is given its ids with `carried`.
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 _current: ContextVar[tuple[str | None, str | None]] = ContextVar("supertest_run", default=(None, None))
 # Loggers that frameworks give handlers of their own (gunicorn does, and stops them propagating).
 FRAMEWORK_LOGGERS = ("gunicorn.error", "gunicorn.access")
@@ -34,6 +35,18 @@ def run_context(run_id: str | None, job_id: str | None = None) -> Iterator[None]
 def set_run(run_id: str | None, job_id: str | None = None) -> None:
     """Name the run for the rest of this context (a web request's, which ends with it)."""
     _current.set((run_id, job_id))
+
+
+def carried(target: Callable[..., T]) -> Callable[..., T]:
+    """`target`, run with this thread's run and job ids: for a thread started on a run's behalf, which
+    would start without them. Only these ids, not a copy of the whole context (Flask's app context
+    is in it too, and a thread must not share the caller's database session)."""
+    run_id, job_id = _current.get()
+
+    def carrying(*args: Any, **kwargs: Any) -> T:
+        with run_context(run_id, job_id):
+            return target(*args, **kwargs)
+    return carrying
 
 
 def current() -> tuple[str | None, str | None]:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -347,6 +348,19 @@ def test_the_filter_takes_the_run_from_the_context_and_leaves_it_behind() -> Non
     assert (inside.runId, inside.jobId) == ("r1", "j1")
     assert (later.runId, later.jobId) == ("r2", None)
     assert (outside.runId, outside.jobId) == (None, None)
+
+
+def test_a_thread_started_for_a_run_carries_its_ids_and_nothing_else() -> None:
+    seen: list[tuple[str | None, str | None]] = []
+    with logs.run_context("r1", "j1"):
+        target = logs.carried(lambda: seen.append(logs.current()))
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    plain = threading.Thread(target=lambda: seen.append(logs.current()))
+    plain.start()
+    plain.join()
+    assert seen == [("r1", "j1"), (None, None)]
 
 
 @pytest.mark.parametrize(("messages", "oldest"), [
