@@ -37,6 +37,9 @@ class Housekeeping(Middleware):
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.stopped = threading.Event()
+        # The sandbox check and the registration both probe the sandbox at start: one at a time, so
+        # the second finds what the first found instead of probing again.
+        self.probing = threading.Lock()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         config = self.app.config
@@ -64,7 +67,8 @@ class Housekeeping(Middleware):
                 try:
                     registry.register(redis_client(), config["QUEUE_NAMESPACE"], self._entry(facts), ttl)
                     if facts["sandbox"] is None:
-                        facts = _facts()
+                        with self.probing:
+                            facts = _facts()
                         continue  # said at once, not a heartbeat later
                 except Exception:  # Redis is down: the entry expires, and comes back with Redis
                     log.warning("registration failed; trying again in %s s", every, exc_info=True)
@@ -79,8 +83,9 @@ class Housekeeping(Middleware):
         """Whether tests can run in this process's sandbox: found once (before its first run, or
         here at start), told to /api/health for as long as this process lives."""
         seconds = max(30, 3 * self.app.config["HEARTBEAT_SECONDS"])
-        preflight.announce(redis_client(), self.app.config["QUEUE_NAMESPACE"],
-                           worker_id(), sandbox_problem(), seconds)
+        with self.probing:
+            problem = sandbox_problem()
+        preflight.announce(redis_client(), self.app.config["QUEUE_NAMESPACE"], worker_id(), problem, seconds)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopped.set()
