@@ -13,19 +13,35 @@ def key(namespace: str, worker_id: str) -> str:
     return f"{namespace}:workers:{worker_id}"
 
 
+def index(namespace: str) -> str:
+    """A set of the ids of the workers that have registered: what to look up, without a SCAN of
+    all of Redis's keys. The entries' time to live is the truth; readers drop ids whose entry is gone."""
+    return f"{namespace}:workers"
+
+
 def register(client: redis.Redis, namespace: str, entry: dict[str, Any], ttl_seconds: int) -> None:
     """Say (again) that this worker is alive, for `ttl_seconds`; `entry` has its `id`."""
-    client.set(key(namespace, entry["id"]), json.dumps(entry), ex=ttl_seconds)
+    pipe = client.pipeline()  # MULTI: the entry exists whenever its id is in the index
+    pipe.set(key(namespace, entry["id"]), json.dumps(entry), ex=ttl_seconds)
+    pipe.sadd(index(namespace), entry["id"])
+    pipe.execute()
 
 
 def unregister(client: redis.Redis, namespace: str, worker_id: str) -> None:
-    client.delete(key(namespace, worker_id))
+    pipe = client.pipeline()
+    pipe.delete(key(namespace, worker_id))
+    pipe.srem(index(namespace), worker_id)
+    pipe.execute()
 
 
 def registered(client: redis.Redis, namespace: str) -> list[dict[str, Any]]:
-    """Every live worker's entry, by id. SCAN over the workers' keys only, then one MGET."""
-    keys = sorted(client.scan_iter(match=key(namespace, "*"), count=500))
-    values: list[bytes | None] = client.mget(keys) if keys else []  # type: ignore[assignment]
+    """Every live worker's entry, by id: the index, then one MGET; ids whose entry has expired
+    (a worker that died) leave the index. A worker dropped by mistake is back at its next beat."""
+    ids = sorted(member.decode() for member in client.smembers(index(namespace)))  # type: ignore[union-attr]
+    values: list[bytes | None] = client.mget([key(namespace, worker_id) for worker_id in ids]) if ids else []  # type: ignore[assignment]
+    gone = [worker_id for worker_id, value in zip(ids, values, strict=True) if value is None]
+    if gone:
+        client.srem(index(namespace), *gone)
     return [entry for entry in (parse(value) for value in values) if entry is not None]
 
 

@@ -384,6 +384,21 @@ def test_how_long_the_oldest_has_waited(state: queues.QueueState, now: int, seco
     assert state.oldest_waiting_seconds(now) == seconds
 
 
+def test_an_entry_left_to_expire_leaves_the_index_too() -> None:
+    client, namespace = redis.Redis.from_url(REDIS_URL), f"supertest-registry-{uuid.uuid4().hex[:8]}"
+    try:
+        registry.register(client, namespace, {"id": "h:1"}, 1)
+        registry.register(client, namespace, {"id": "h:2"}, 30)
+        assert [entry["id"] for entry in registry.registered(client, namespace)] == ["h:1", "h:2"]
+        time.sleep(1.2)
+        assert [entry["id"] for entry in registry.registered(client, namespace)] == ["h:2"]
+        assert client.smembers(registry.index(namespace)) == {b"h:2"}
+        registry.unregister(client, namespace, "h:2")
+        assert registry.registered(client, namespace) == [] and not client.exists(registry.index(namespace))
+    finally:
+        forget_namespace(namespace)
+
+
 @pytest.mark.parametrize(("value", "entry"), [
     (None, None),
     (b"not json", None),
