@@ -108,9 +108,9 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     """Set up logging once for this process: the root logger's handlers (one on stderr when there is
     none; dramatiq's when it made them) and gunicorn's, each with the run filter and the format."""
     root = logging.getLogger()
-    if not root.handlers:
+    if not root.handlers:  # as logging.basicConfig: a level only with the handler (dramatiq's -v sets its own)
         root.addHandler(logging.StreamHandler())
-    root.setLevel(level)
+        root.setLevel(level)
     handlers = list(root.handlers)
     for name in FRAMEWORK_LOGGERS:
         handlers += logging.getLogger(name).handlers
