@@ -3,11 +3,8 @@ format, the operations page for administrators, and logs that name their run (LO
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from supertest import logs, models, queues, registry
+from supertest import logs, models, registry
 from supertest.extensions import db
 from supertest.services import accounts
 from tests.conftest import REDIS_URL, ProcfileProcess, make_app, start_worker
@@ -289,101 +286,6 @@ def test_a_request_about_a_run_names_it_in_its_log_lines(app: Flask) -> None:
         assert logs.current() == expected, path
 
 
-# Pure pieces, as tables.
-
-def record(message: str = "hello", exc: bool = False, **extra: Any) -> logging.LogRecord:
-    info = None
-    if exc:
-        try:
-            raise ValueError("boom")
-        except ValueError:
-            info = sys.exc_info()
-    made = logging.LogRecord("supertest.x", logging.WARNING, __file__, 1, message, (), info)
-    made.__dict__.update(extra)
-    return made
-
-
-@pytest.mark.parametrize(("run_id", "job_id", "exc", "ends"), [
-    (None, None, False, "supertest.x: hello"),
-    ("r1", None, False, "supertest.x: hello run=r1"),
-    ("r1", "j1", False, "supertest.x: hello run=r1 job=j1"),
-    (None, "j1", False, "supertest.x: hello job=j1"),
-])
-def test_the_text_format_adds_the_run_at_the_end_of_the_line(run_id: str | None, job_id: str | None, exc: bool,
-                                                             ends: str) -> None:
-    line = logs.TextFormatter().format(record(runId=run_id, jobId=job_id))
-    assert line.endswith(ends) and "WARNING" in line
-
-
-def test_the_text_format_keeps_a_traceback_after_the_line_and_its_run() -> None:
-    line = logs.TextFormatter(logging.Formatter("%(message)s")).format(record(exc=True, runId="r1", jobId=None))
-    first, _, rest = line.partition("\n")
-    assert first == "hello run=r1" and "ValueError: boom" in rest
-
-
-@pytest.mark.parametrize(("extra", "exc", "expected"), [
-    ({"runId": None, "jobId": None}, False, {"runId": None, "jobId": None, "message": "hello"}),
-    ({"runId": "r1", "jobId": "j1"}, False, {"runId": "r1", "jobId": "j1", "message": "hello"}),
-    ({"runId": "r1", "jobId": None}, True, {"runId": "r1", "jobId": None, "message": "hello"}),
-])
-def test_the_json_format_is_one_object_a_line(extra: dict[str, Any], exc: bool, expected: dict[str, Any]) -> None:
-    line = logs.JsonFormatter().format(record(exc=exc, **extra))
-    assert "\n" not in line
-    entry = json.loads(line)
-    assert {key: entry[key] for key in expected} == expected
-    assert entry["level"] == "WARNING" and entry["logger"] == "supertest.x" and entry["time"].endswith("+00:00")
-    assert ("ValueError: boom" in entry["exception"]) if exc else "exception" not in entry
-
-
-def test_the_filter_takes_the_run_from_the_context_and_leaves_it_behind() -> None:
-    run_filter = logs.RunFilter()
-    with logs.run_context("r1", "j1"):
-        inside = record()
-        run_filter.filter(inside)
-        logs.set_run("r2", None)
-        later = record()
-        run_filter.filter(later)
-    outside = record()
-    run_filter.filter(outside)
-    assert (inside.runId, inside.jobId) == ("r1", "j1")
-    assert (later.runId, later.jobId) == ("r2", None)
-    assert (outside.runId, outside.jobId) == (None, None)
-
-
-def test_a_thread_started_for_a_run_carries_its_ids_and_nothing_else() -> None:
-    seen: list[tuple[str | None, str | None]] = []
-    with logs.run_context("r1", "j1"):
-        target = logs.carried(lambda: seen.append(logs.current()))
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    plain = threading.Thread(target=lambda: seen.append(logs.current()))
-    plain.start()
-    plain.join()
-    assert seen == [("r1", "j1"), (None, None)]
-
-
-@pytest.mark.parametrize(("messages", "oldest"), [
-    ([], None),
-    ([None], None),
-    ([b'{"message_timestamp": 2000}', b'{"message_timestamp": 1000}'], 1000),
-    ([b'not json', '{"message_timestamp": 5}', b'{"other": 1}'], 5),
-    ([b'{"message_timestamp": "1000"}', b'{"message_timestamp": true}'], None),
-    ([b'[1, 2]'], None),
-])
-def test_the_oldest_of_a_queues_head(messages: list[Any], oldest: int | None) -> None:
-    assert queues.oldest_timestamp(messages) == oldest
-
-
-@pytest.mark.parametrize(("state", "now", "seconds"), [
-    (queues.QueueState("q", 0, 0, None), 10_000, None),
-    (queues.QueueState("q", 1, 0, 8_500), 10_000, 1.5),
-    (queues.QueueState("q", 1, 0, 12_000), 10_000, 0),  # another machine's clock ahead of ours
-])
-def test_how_long_the_oldest_has_waited(state: queues.QueueState, now: int, seconds: float | None) -> None:
-    assert state.oldest_waiting_seconds(now) == seconds
-
-
 def test_an_entry_left_to_expire_leaves_the_index_too() -> None:
     client, namespace = redis.Redis.from_url(REDIS_URL), f"supertest-registry-{uuid.uuid4().hex[:8]}"
     try:
@@ -397,14 +299,3 @@ def test_an_entry_left_to_expire_leaves_the_index_too() -> None:
         assert registry.registered(client, namespace) == [] and not client.exists(registry.index(namespace))
     finally:
         forget_namespace(namespace)
-
-
-@pytest.mark.parametrize(("value", "entry"), [
-    (None, None),
-    (b"not json", None),
-    (b'["a"]', None),
-    (b'{"host": "h"}', None),
-    (b'{"id": "h:1", "pid": 1}', {"id": "h:1", "pid": 1}),
-])
-def test_a_registry_entry_is_read_or_passed_over(value: bytes | None, entry: dict[str, Any] | None) -> None:
-    assert registry.parse(value) == entry
