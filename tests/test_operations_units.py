@@ -9,8 +9,11 @@ import threading
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from supertest import logs, queues, registry
+from supertest.services import metrics
 
 
 def record(message: str = "hello", exc: bool = False, **extra: Any) -> logging.LogRecord:
@@ -115,3 +118,51 @@ def test_how_long_the_oldest_has_waited(state: queues.QueueState, now: int, seco
 ])
 def test_a_registry_entry_is_read_or_passed_over(value: bytes | None, entry: dict[str, Any] | None) -> None:
     assert registry.parse(value) == entry
+
+
+@pytest.mark.parametrize(("counts", "at_most"), [
+    ([], ()),
+    ([0, 0, 0], (0, 0, 0)),
+    ([1, 0, 2], (1, 1, 3)),
+    ([0, 5, 1, 0], (0, 5, 6, 6)),
+])
+def test_bucket_counts_become_cumulative(counts: list[int], at_most: tuple[int, ...]) -> None:
+    assert metrics.cumulative(counts) == at_most
+
+
+def test_the_collector_writes_what_it_was_given_in_prometheus_format() -> None:
+    outcomes = dict.fromkeys(metrics.OUTCOMES, 0)
+    counts = [("test", "api", "passed", 3, {**outcomes, "passed": 5, "flaky": 1}),
+              ("test", "ui", "failed", 1, {**outcomes, "failed": 2}),
+              ("job", "api", "running", 2, outcomes), ("job", "api", "pending", 4, outcomes)]
+    at_most = (1, 2, 2, 2, 2, 2, 2, 2, 2, 4)
+    times = [metrics.Durations("test", at_most, 4, 12.5)]
+    queue = {"name": "test-execution", "waiting": 4, "oldestWaitingSeconds": 2.5, "running": 2}
+    idle = {"name": "job-execution", "waiting": 0, "oldestWaitingSeconds": None, "running": 0}
+    registry_ = CollectorRegistry(auto_describe=False)
+    registry_.register(metrics.SupertestCollector(counts, times, [queue, idle], workers=2, uploads=1))
+    text = generate_latest(registry_).decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("supertest_runs_finished_total", kind="test", trigger="api", status="passed") == 3
+    assert value("supertest_runs_finished_total", kind="test", trigger="ui", status="failed") == 1
+    assert not any(name == "supertest_runs_finished_total" and ("status", "running") in labels
+                   for name, labels in samples)
+    assert value("supertest_tests_total", kind="test", outcome="passed") == 5
+    assert value("supertest_tests_total", kind="test", outcome="flaky") == 1
+    assert value("supertest_tests_total", kind="test", outcome="failed") == 2
+    assert value("supertest_runs_running", kind="job") == 2 and value("supertest_runs_running", kind="test") == 0
+    assert value("supertest_run_duration_seconds_bucket", kind="test", le="1.0") == 1
+    assert value("supertest_run_duration_seconds_bucket", kind="test", le="3600.0") == 4
+    assert value("supertest_run_duration_seconds_bucket", kind="test", le="+Inf") == 4
+    assert value("supertest_run_duration_seconds_count", kind="test") == 4
+    assert value("supertest_run_duration_seconds_sum", kind="test") == 12.5
+    assert value("supertest_queue_waiting", queue="test-execution") == 4
+    assert value("supertest_queue_oldest_waiting_seconds", queue="test-execution") == 2.5
+    assert value("supertest_queue_oldest_waiting_seconds", queue="job-execution") == 0
+    assert value("supertest_queue_running", queue="test-execution") == 2
+    assert value("supertest_workers_alive") == 2 and value("supertest_report_uploads_waiting") == 1
