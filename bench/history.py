@@ -339,6 +339,8 @@ def main() -> None:
             ("api runs at 60,000", f"/api/runs?cursor={deep}"),
             ("api tests/<id>", f"/api/tests/{test_id}"),
             ("api jobs", "/api/jobs"),
+            ("metrics (Prometheus)", "/metrics"),
+            ("operations page", "/operations"),
         ]
         log = StatementLog(app)
         timings = [measure(app, log, token, name, path, args.requests) for name, path in endpoints]

@@ -1,7 +1,6 @@
 """Supertest: write, queue, run and watch Playwright tests, and read their reports."""
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from supertest import auth, broker, cli, config, events, storage, views
+from supertest import auth, broker, cli, config, events, logs, storage, views
 from supertest.extensions import db, htmx, migrate
 
 
@@ -19,7 +18,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
                 instance_path=str(config.INSTANCE_DIR))
     app.config.update(config.from_env())
     app.config.update(overrides or {})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(app.config["LOG_FORMAT"])
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.PROJECT_ROOT / "migrations"))
     htmx.init_app(app)

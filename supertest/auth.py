@@ -5,12 +5,13 @@ view runs, so a new view cannot forget it.
 """
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, redirect, request, url_for
+from flask import Flask, abort, current_app, g, redirect, request, url_for
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from markupsafe import Markup, escape
@@ -24,6 +25,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reached without signing in; each still has CSRF checked on a change where a session could be involved.
 PUBLIC = frozenset({"static", "vendor.vendor_file", "ci.client", "api.health", "auth.login", "auth.setup"})
 REPORT_ORIGIN_ONLY = "reports.signed_file"  # the signed link is its own permission
+METRICS = "operations.metrics"  # also METRICS_TOKEN's, and never a login page: Prometheus gets a 401
 
 
 def init_app(app: Flask) -> None:
@@ -55,6 +57,9 @@ def authenticate() -> Any:
             csrf.protect()
         return None
     header = request.headers.get("Authorization")
+    if request.endpoint == METRICS and _metrics_token(header):
+        g.metrics_token = True  # Prometheus's own token: /metrics and nothing else
+        return None
     if header is not None:
         scheme, _, token = header.partition(" ")
         user = accounts.user_for_token(token) if scheme.lower() == "bearer" else None
@@ -72,6 +77,13 @@ def authenticate() -> Any:
     if request.method not in SAFE_METHODS:
         csrf.protect()
     return None
+
+
+def _metrics_token(header: str | None) -> bool:
+    """Whether the request carries METRICS_TOKEN as its bearer token (never when that is unset)."""
+    expected = current_app.config["METRICS_TOKEN"]
+    scheme, _, token = (header or "").partition(" ")
+    return bool(expected) and scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), expected.encode())
 
 
 def _from_another_site() -> bool:
@@ -93,7 +105,7 @@ class Unauthenticated(Problem):
 
 def _refuse(code: str, message: str) -> Any:
     """401 JSON for the API and for any bad token (only scripts send one); the login page for a person."""
-    if request.path.startswith("/api/") or code == "invalid_token":
+    if request.path.startswith("/api/") or code == "invalid_token" or request.endpoint == METRICS:
         raise Unauthenticated(message, code=code)
     login = url_for("auth.login", next=request.full_path.rstrip("?"))
     if request.headers.get("HX-Request"):

@@ -8,7 +8,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 from flask import Flask
 
-from supertest import tasks
+from supertest import logs, tasks
 from supertest.housekeeping import Housekeeping
 from supertest.slots import MachineSlots, RunSlotBroker, RunSlots, SlotSizing
 
@@ -24,12 +24,15 @@ class AppContext(Middleware):
         context = self.app.app_context()
         context.push()
         self._contexts[message.message_id] = context
+        if message.queue_name in tasks.RUN_QUEUES and message.args:
+            logs.set_run(str(message.args[0]))  # Dramatiq's own lines about the message name the run too
 
     def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         context = self._contexts.pop(message.message_id, None)
         if context is not None:
             context.pop()
+        logs.set_run(None)
 
     after_skip_message = after_process_message
 

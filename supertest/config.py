@@ -187,6 +187,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # up to MAX_RUN_ATTEMPTS attempts in all. Workers show it every HEARTBEAT_SECONDS.
         "WORKER_LOST_SECONDS": _int(env, "WORKER_LOST_SECONDS", 30, minimum=3),
         "HEARTBEAT_SECONDS": _int(env, "HEARTBEAT_SECONDS", 5),
+        # A worker process's entry in Redis (the operations page, /api/workers) lives this long unless
+        # its heartbeat renews it: a killed worker drops off the list this long after its death.
+        "WORKER_TTL_SECONDS": _int(env, "WORKER_TTL_SECONDS", 3 * _int(env, "HEARTBEAT_SECONDS", 5), minimum=2),
         "MAX_RUN_ATTEMPTS": _int(env, "MAX_RUN_ATTEMPTS", 3),
         # How often a worker tries again to upload reports it kept on disk while S3 was down.
         "REPORT_RETRY_SECONDS": _int(env, "REPORT_RETRY_SECONDS", 60),
@@ -242,5 +245,9 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Email alerts: smtp://user:password@host:port (STARTTLS with ?starttls=true), smtps:// for TLS.
         "SMTP_URL": _smtp_url(env),
         "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "supertest@localhost",
+        # text: a readable line (with run=<id> job=<id> when it concerns a run); json: one object a line.
+        "LOG_FORMAT": _choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        # A bearer token Prometheus scrapes /metrics with (an administrator's API token works too).
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

@@ -14,7 +14,8 @@ from supertest.services import alerts
 TEST_QUEUE = "test-execution"
 JOB_QUEUE = "job-execution"
 NOTIFY_QUEUE = "notifications"
-RUN_QUEUES = (TEST_QUEUE, JOB_QUEUE)  # the queues whose messages take a run slot (slots.py)
+# The queues whose messages take a run slot (slots.py); their messages' one argument is a run id.
+RUN_QUEUES = (TEST_QUEUE, JOB_QUEUE)
 
 
 def execute_test_run(run_id: str) -> None:

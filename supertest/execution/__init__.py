@@ -1,10 +1,12 @@
 """Executing a run: claim it, prepare its directory, run Playwright, keep the report, record the outcome."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -18,7 +20,7 @@ from dramatiq.middleware import Shutdown
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from supertest import events, nofollow
+from supertest import events, logs, nofollow
 from supertest.connections import redis_client
 from supertest.execution import collect, preflight, processes, redact, results, runner, sandbox, workspace
 from supertest.execution.progress import Progress
@@ -36,12 +38,24 @@ T = TypeVar("T")
 RESULTS = "supertest-results.json"
 
 
+def worker_id() -> str:
+    """This worker process, as runs (Run.worker) and the worker registry name it: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def execute_run(run_id: str) -> None:
     """Run one queued run to its terminal status. Safe to call twice: only a pending run starts."""
-    run = runs.claim(run_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    with logs.run_context(run_id):  # every line logged while it runs names it (logs.py)
+        _execute_run(run_id)
+
+
+def _execute_run(run_id: str) -> None:
+    run = runs.claim(run_id, worker=worker_id())
     if run is None:
         log.info("run %s is not pending; nothing to do", run_id)
         return
+    logs.set_run(run_id, run.job_id)
+    log.info("run %s: attempt %s started (%s)", run_id, run.attempt, run.kind)
     config = current_app.config
     attempt = run.attempt
     # Per attempt: a lost worker's leftovers never share a directory with the attempt after it.
@@ -101,6 +115,7 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
     finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
                                               results=cases, test_statuses=_test_statuses(filenames, report, status),
                                               attempt=run.attempt))
+    log.info("run %s: attempt %s ended %s", run.id, run.attempt, status if finished else f"{status}, too late to count")
     if finished is None and store and runs.get(run.id) is None:
         current_app.extensions["reports"].delete(run.id, run.kind, store)  # deleted while it ran: keep nothing
 
@@ -202,6 +217,46 @@ def sandbox_problem() -> str | None:
             extensions["sandbox_problem_said"] = problem
         return problem  # looked at again next time: it may be mended meanwhile
     return extensions["sandbox_problem"]
+
+
+def worker_facts() -> dict[str, Any]:
+    """How this worker contains tests and what it runs them with, for its registration: found once
+    per process (the probes start a sandbox; the versions start Chromium and read a file)."""
+    extensions = current_app.extensions
+    if "worker_facts" not in extensions:
+        config = current_app.config
+        box = _sandbox(config)
+        try:
+            private = box.uses_private_network()
+        except RuntimeError:  # SANDBOX_NETWORK=private where it cannot be: runs fail, and say why
+            private = False
+        chromium = workspace.find_chromium(config["CHROMIUM_PATH"])
+        node = shutil.which("node")
+        extensions["worker_facts"] = {
+            "sandbox": {"mode": config["SANDBOX"], "bubblewrap": box.uses_bwrap(), "privateNetwork": private,
+                        "ownUser": box.users is not None, "problem": sandbox_problem()},
+            "versions": {"chromium": _version([chromium, "--version"]) if chromium else None,
+                         "playwright": _package_version(Path(config["NODE_MODULES"]) / "@playwright" / "test"),
+                         "node": _version([node, "--version"]) if node else None},
+        }
+    return extensions["worker_facts"]
+
+
+def _version(command: list[str]) -> str | None:
+    """The version a program prints (`Chromium 131.0.6778.85 built on Debian` → 131.0.6778.85)."""
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=20, text=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = [word.lstrip("v") for word in done.stdout.split()]
+    return next((word for word in words if word[:1].isdigit() and "." in word), None)
+
+
+def _package_version(package: Path) -> str | None:
+    try:
+        return str(json.loads((package / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _sandbox(config: Any) -> sandbox.Sandbox:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supertest import logs
 from supertest.execution.processes import die_with_worker, kill_strays
 
 EVENT_PREFIX = "@@supertest "
@@ -72,7 +73,7 @@ def run_playwright(
         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec or die_with_worker,
     )
     log: deque[str] = deque(maxlen=MAX_LOG_LINES)
-    reader = threading.Thread(target=_read, args=(process, log, on_event), daemon=True)
+    reader = threading.Thread(target=logs.carried(_read), args=(process, log, on_event), daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout_seconds
     timed_out = stopped = False

@@ -8,6 +8,7 @@ from types import TracebackType
 
 from sqlalchemy import Engine, select, update
 
+from supertest import logs
 from supertest.models import Run, utcnow
 from supertest.outcomes import RUNNING
 
@@ -25,7 +26,7 @@ class RunWatch:
         self.heartbeat_seconds = heartbeat_seconds
         self.stop = threading.Event()
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"watch-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(target=logs.carried(self._watch), name=f"watch-{run_id[:8]}", daemon=True)
 
     def __enter__(self) -> RunWatch:
         self._thread.start()

@@ -19,8 +19,14 @@ def duration(ms: int | None) -> str:
     return f"{minutes} min {seconds} s"
 
 
-def age(moment: datetime | None) -> str:
-    """How long ago, in the largest unit that fits: "just now", "5 min ago", "3 h ago", "2 d ago"."""
+def age(moment: datetime | str | None) -> str:
+    """How long ago, in the largest unit that fits: "just now", "5 min ago", "3 h ago", "2 d ago".
+    An ISO 8601 string (as JSON from Redis has it) is read first."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return "–"
     if moment is None:
         return "–"
     seconds = max(0, int((utcnow() - as_utc(moment)).total_seconds()))

@@ -18,13 +18,14 @@ T = TypeVar("T")
 PAGE_SIZE = 25  # runs on a page of runs
 # Blueprints whose every answer is JSON (or a report's file), errors included.
 JSON_BLUEPRINTS = frozenset({"api", "api_tests", "api_jobs", "api_variables", "events", "reports"})
+JSON_ENDPOINTS = frozenset({"operations.metrics"})  # Prometheus's: a scraper, never a person
 
 
 def wants_json() -> bool:
     """Whether this request gets its errors as JSON: the API, reports, and anything sent with a
     token (scripts send one; a person's browser never does)."""
     return (request.path.startswith("/api/") or request.blueprint in JSON_BLUEPRINTS
-            or "Authorization" in request.headers)
+            or request.endpoint in JSON_ENDPOINTS or "Authorization" in request.headers)
 
 
 def json_body() -> dict[str, Any]:
