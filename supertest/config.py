@@ -208,5 +208,11 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REPORT_MAX_FILES": _int(env, "REPORT_MAX_FILES", 20_000),
         "REDACT_MAX_MB": _int(env, "REDACT_MAX_MB", 1024),
         "REDACT_SECONDS": _int(env, "REDACT_SECONDS", 60),
+        # Schedules (supertest/clock.py): a cron expression may not fire more often than this; the
+        # clock ticks this often (and wakes for each slot); /api/health answers 503 when it has not
+        # ticked for CLOCK_LATE_SECONDS while any schedule is enabled.
+        "MIN_SCHEDULE_SECONDS": _int(env, "MIN_SCHEDULE_SECONDS", 60),
+        "CLOCK_TICK_SECONDS": _int(env, "CLOCK_TICK_SECONDS", 5),
+        "CLOCK_LATE_SECONDS": _int(env, "CLOCK_LATE_SECONDS", 60, minimum=5),
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

@@ -16,12 +16,12 @@ LAYERS = [
      "supertest.execution.redact", "supertest.execution.results", "supertest.execution.progress",
      "supertest.execution.workspace", "supertest.execution.runner", "supertest.execution.users",
      "supertest.execution.network", "supertest.execution.sandbox", "supertest.execution.preflight",
-     "supertest.slots"],
+     "supertest.slots", "supertest.cron"],
     ["supertest.models", "supertest.storage", "supertest.events", "supertest.execution.watch"],
     ["supertest.services"],
     ["supertest.execution", "supertest.tasks", "supertest.housekeeping", "supertest.broker"],
     ["supertest.auth", "supertest.views", "supertest.cli"],
-    ["supertest", "supertest.stack", "supertest.worker"],
+    ["supertest", "supertest.stack", "supertest.worker", "supertest.clock"],
 ]
 
 
