@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Page, expect
 from sqlalchemy import delete, select, update
 
 from supertest import clock, cron
@@ -288,3 +289,16 @@ def test_a_one_minute_schedule_fires_on_its_own(app: Flask, client: FlaskClient,
     run = client.get(f"/api/runs/{first['runId']}").get_json()
     assert (at(first["scheduledFor"]), first["state"], run["trigger"]) == (slot, "ran", "schedule")
     assert (at(run["startedAt"]) - slot).total_seconds() < 30
+
+
+def test_the_job_form_previews_the_schedule_in_the_browser(page: Page) -> None:
+    page.goto("/jobs/new")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_label("Cron expression").press_sequentially("0 9 * * 1-5")
+    preview = page.locator("#schedule-preview")
+    expect(preview).to_contain_text("At 09:00")
+    expect(preview.locator("li")).to_have_count(3)
+    expect(preview.locator("li").first).to_contain_text("09:00 CE")
+    page.get_by_label("Cron expression").fill("0 0 30 2 *")
+    page.get_by_label("Cron expression").press("End")
+    expect(preview.get_by_role("alert")).to_contain_text("schedule.cron")
