@@ -138,7 +138,7 @@ def test_the_form_previews_a_schedule_as_you_type(client: FlaskClient) -> None:
     text = shown.get_data(as_text=True)
     assert "Every 10th minute" in text and text.count("<li>") == 3
     bad = client.get("/jobs/schedule-preview?cron=0+0+30+2+*&timezone=UTC", headers={"HX-Request": "true"})
-    assert bad.status_code == 422 and "day-of-month" in bad.get_data(as_text=True)
+    assert bad.status_code == 200 and 'role="alert">schedule.cron: not a valid' in bad.get_data(as_text=True)
 
 
 # --- the clock's tick, with an injected now -----------------------------------------------------
@@ -169,6 +169,8 @@ def test_a_due_slot_makes_one_queued_run(quiet: Flask, client: FlaskClient, test
     assert slots(client, job["id"]) == [{"scheduledFor": job["nextRunAt"], "state": "ran", "runId": run["id"],
                                          "reason": None, "lateAt": None, "alertedAt": None}]
     assert at(client.get(f"/api/jobs/{job['id']}").get_json()["nextRunAt"]) == slot + timedelta(minutes=1)
+    shown = client.get(f"/jobs/{job['id']}").get_data(as_text=True)
+    assert "<code>* * * * *</code> in UTC" in shown and f'href="/runs/{run["id"]}"' in shown
 
 
 @pytest.mark.parametrize("overlap", ["skip", "queue"])

@@ -35,12 +35,12 @@ def show(job_id: str):
 
 @bp.get("/schedule-preview")
 def schedule_preview():
-    """The schedule being typed, in words with its next three times (the form asks as you type)."""
+    """The schedule being typed, in words with its next three times (the form asks as you type). A bad
+    one is described with the message saving it would give, as a 200: it is a preview, not a refusal."""
     timezone = request.args.get("timezone", "").strip() or "UTC"
     found_preview = preview_of(request.args.get("cron", "").strip(), timezone)
     return render_template("jobs/_schedule_preview.html", preview=found_preview["schedule_preview"],
-                           error=found_preview["schedule_error"], timezone=timezone), \
-        422 if found_preview["schedule_error"] else 200
+                           error=found_preview["schedule_error"], timezone=timezone)
 
 
 @bp.route("/new", methods=["GET", "POST"])
