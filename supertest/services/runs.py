@@ -48,12 +48,13 @@ def create_playground_run(script: str, title: str, trigger: str, saved: Test | N
                       [(saved, title, script)])
 
 
-def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
-    """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
-    return _insert(run, [(test.id, title, script) for test, title, script in tests])
+def create_run(run: Run, tests: list[tuple[Test, str, str]], commit: bool = True) -> Run:
+    """Insert a pending run with a copy of each (test, title, script) it will run, and commit (unless
+    the caller commits it with more: the clock commits many scheduled runs at once)."""
+    return _insert(run, [(test.id, title, script) for test, title, script in tests], commit)
 
 
-def _insert(run: Run, tests: list[tuple[str | None, str, str]]) -> Run:
+def _insert(run: Run, tests: list[tuple[str | None, str, str]], commit: bool = True) -> Run:
     """create_run, from the id of each test (None: a test deleted since) rather than the test:
     a rerun copies another run's tests, which need not exist any more."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
@@ -66,7 +67,8 @@ def _insert(run: Run, tests: list[tuple[str | None, str, str]]) -> Run:
                              filename=run_test_filename(title, i + 1 if numbered else None))
                      for i, (test_id, title, script) in enumerate(tests)]
     db.session.add(run)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return run
 
 

@@ -16,11 +16,13 @@ from typing import Any
 
 from cronsim import CronSim
 from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 from supertest import cron
 from supertest.extensions import db
-from supertest.models import Job, JobSchedule, Run, ScheduleSlot, Test, utcnow
+from supertest.models import Job, JobSchedule, JobTest, Run, ScheduleSlot, utcnow
 from supertest.outcomes import PENDING, RUNNING
 from supertest.services import runs
 from supertest.services.serialize import iso, schedule_json
@@ -95,8 +97,9 @@ class Fired:
 
 
 def due_schedules(now: datetime) -> list[JobSchedule]:
+    # In one order for every clock, so that two at once take the slots' row locks in the same order.
     return list(db.session.scalars(select(JobSchedule).where(JobSchedule.enabled, JobSchedule.next_run_at <= now)
-                                   .order_by(JobSchedule.next_run_at)))
+                                   .order_by(JobSchedule.next_run_at, JobSchedule.job_id)))
 
 
 def earliest_next(now: datetime) -> datetime | None:
@@ -106,53 +109,80 @@ def earliest_next(now: datetime) -> datetime | None:
 
 def fire_due(now: datetime) -> Fired:
     """For every enabled schedule that came due by `now`: run its newest due slot if still within its
-    grace, record the others as missed, and move it to its next slot."""
+    grace, record the others as missed, and move it to its next slot. FIRE_BATCH schedules share a
+    transaction (one commit, then their runs are queued): a commit each made 500 jobs due in one
+    minute take 16 s on SQLite."""
     fired = Fired([], [])
-    for job_id in [schedule.job_id for schedule in due_schedules(now)]:
-        schedule = db.session.get(JobSchedule, job_id)
-        if schedule is None or not schedule.enabled or schedule.next_run_at is None:
-            continue  # changed meanwhile
+    due = due_schedules(now)
+    for first in range(0, len(due), FIRE_BATCH):
+        batch = due[first:first + FIRE_BATCH]
         try:
-            _fire(schedule, now, fired)
-        except Exception:  # one job's trouble (say, the queue is down) must not stop the others
+            _fire_batch(batch, now, fired)
+        except Exception:  # the database or queue is down: the next tick tries again (slots are unique)
             db.session.rollback()
-            log.exception("schedule of job %s could not fire", job_id)
+            log.exception("schedules of %d jobs could not fire", len(batch))
     return fired
 
 
-def _fire(schedule: JobSchedule, now: datetime, fired: Fired) -> None:
-    job_id, grace = schedule.job_id, schedule.grace_seconds
-    due = due_slots(schedule, now)
-    following = next_slot(schedule, now)
-    if due:
-        _settle(job_id, due, grace, schedule.overlap, now, fired)
-    # Moved on only once its slots are settled: a clock that dies in between fires them again, and
-    # the unique key makes that harmless.
-    db.session.execute(update(JobSchedule).where(JobSchedule.job_id == job_id).values(next_run_at=following))
+FIRE_BATCH = 100
+WITH_TESTS = selectinload(Job.entries).selectinload(JobTest.test)
+
+
+def _fire_batch(batch: list[JobSchedule], now: datetime, fired: Fired) -> None:
+    plans = [(schedule.job_id, schedule.grace_seconds, schedule.overlap, due_slots(schedule, now),
+              next_slot(schedule, now)) for schedule in batch]
+    job_ids = [plan[0] for plan in plans]
+    jobs = {job.id: job for job in db.session.scalars(select(Job).options(WITH_TESTS).where(Job.id.in_(job_ids)))}
+    busy = {job_id: (run_id, status) for job_id, run_id, status in db.session.execute(
+        select(Run.job_id, Run.id, Run.status).where(Run.job_id.in_(job_ids), Run.status.in_((PENDING, RUNNING))))}
+    created: list[Run] = []
+    events: list[tuple[int, str]] = []
+    for job_id, grace, overlap, due, following in plans:
+        job = jobs.get(job_id)
+        if due and job is not None:
+            _settle(job, due, grace, overlap, busy.get(job_id), now, created, events, fired)
+        # Moved on in the same transaction as its slots: a clock that dies before the commit leaves
+        # both undone, and the next tick fires them again.
+        db.session.execute(update(JobSchedule).where(JobSchedule.job_id == job_id).values(next_run_at=following)
+                           .execution_options(synchronize_session=False))
     db.session.commit()
+    for run in created:
+        try:
+            runs.enqueue(run)
+            fired.runs.append(run.id)
+        except runs.QueueUnavailable:
+            pass  # the run is marked as an error; its slot keeps it, for the record
+    for slot_id, event in events:
+        slot = db.session.get(ScheduleSlot, slot_id)
+        if slot is not None:
+            slot_event(slot, event)
 
 
-def _settle(job_id: str, due: list[datetime], grace: int, overlap: str, now: datetime, fired: Fired) -> None:
+def _settle(job: Job, due: list[datetime], grace: int, overlap: str, busy: tuple[str, str] | None,
+            now: datetime, created: list[Run], events: list[tuple[int, str]], fired: Fired) -> None:
     latest, *older = due
+
+    def record(slot_time: datetime, state: str, reason: str) -> int | None:
+        slot_id = _claim(job.id, slot_time, state, reason)
+        if slot_id is not None:
+            fired.slots.append((job.id, slot_time, state))
+            if state in ALERTING:
+                events.append((slot_id, state))
+        return slot_id
+
     for slot_time in reversed(older):
-        _record(job_id, slot_time, MISSED, "the clock was not running at this time", fired)
+        record(slot_time, MISSED, "the clock was not running at this time")
     late_by = (now - latest).total_seconds()
     if late_by > grace:
-        _record(job_id, latest, MISSED, f"the clock came to this slot {late_by:.0f} s after it, past its grace "
-                                        f"of {grace} s", fired)
-        return
-    job = db.session.get(Job, job_id)
-    if job is None:
-        return
-    if not job.entries:
-        _record(job_id, latest, SKIPPED, "the job has no tests", fired)
-        return
-    busy = db.session.scalar(select(Run).where(Run.job_id == job_id, Run.status.in_((PENDING, RUNNING)))
-                             .order_by(Run.created_at.desc()).limit(1))
-    if busy is not None and overlap == "skip":
-        _record(job_id, latest, SKIPPED, f"the previous run {busy.id} was still {busy.status}", fired)
-        return
-    _start(job, latest, fired)
+        record(latest, MISSED, f"the clock came to this slot {late_by:.0f} s after it, past its grace of {grace} s")
+    elif not job.entries:
+        record(latest, SKIPPED, "the job has no tests")
+    elif busy is not None and overlap == "skip":
+        record(latest, SKIPPED, f"the previous run {busy[0]} was still {busy[1]}")
+    else:
+        slot_id = record(latest, RAN, "")
+        if slot_id is not None:
+            created.append(_new_run(job, latest, slot_id))
 
 
 def due_slots(schedule: JobSchedule, now: datetime) -> list[datetime]:
@@ -167,44 +197,29 @@ def due_slots(schedule: JobSchedule, now: datetime) -> list[datetime]:
             ] if start <= now else []
 
 
-def _claim(slot: ScheduleSlot) -> bool:
-    """Insert the slot, or find that another clock already has: the unique key decides."""
-    db.session.add(slot)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        return False
-    return True
+def _claim(job_id: str, slot_time: datetime, state: str, reason: str) -> int | None:
+    """Insert the slot's row, or find that another clock already has (None): the unique key on
+    (job, slot) decides, without an error to recover from (ON CONFLICT DO NOTHING, PostgreSQL and
+    SQLite alike). A second clock's insert waits for the first one's commit, then does nothing."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ScheduleSlot).values(
+        job_id=job_id, scheduled_for=slot_time, state=state, reason=reason or None, created_at=utcnow(),
+    ).on_conflict_do_nothing(index_elements=["job_id", "scheduled_for"]).returning(ScheduleSlot.id)
+    return db.session.execute(statement).scalar()
 
 
-def _record(job_id: str, slot_time: datetime, state: str, reason: str, fired: Fired) -> None:
-    slot = ScheduleSlot(job_id=job_id, scheduled_for=slot_time, state=state, reason=reason)
-    if not _claim(slot):
-        return
-    db.session.commit()
-    fired.slots.append((job_id, slot_time, state))
-    slot_event(slot, state)
-
-
-def _start(job: Job, slot_time: datetime, fired: Fired) -> None:
-    """Create the slot's run and queue it, as jobs.start_run does, marked as the schedule's."""
-    slot = ScheduleSlot(job_id=job.id, scheduled_for=slot_time, state=RAN)
-    if not _claim(slot):
-        return
-    tests: list[Test] = job.tests
+def _new_run(job: Job, slot_time: datetime, slot_id: int) -> Run:
+    """The slot's run, as jobs.start_run makes one, marked as the schedule's; committed by the caller."""
     created = utcnow()
     job.last_run_at = created
-    run = Run(kind="job", job_id=job.id, title=job.name, trigger="schedule", retries=job.retries,
-              timeout_ms=job.timeout_ms, created_at=created, scheduled_for=slot_time)
-    slot.run = run
-    runs.create_run(run, [(test, test.title, test.script) for test in tests])  # commits the slot with it
-    fired.slots.append((job.id, slot_time, RAN))
-    try:
-        runs.enqueue(run)
-    except runs.QueueUnavailable:
-        return  # the run is marked as an error; the slot keeps it, for the record
-    fired.runs.append(run.id)
+    run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger="schedule", retries=job.retries,
+                              timeout_ms=job.timeout_ms, created_at=created, scheduled_for=slot_time),
+                          [(test, test.title, test.script) for test in job.tests], commit=False)
+    db.session.flush()  # the run's row exists before the slot points at it
+    db.session.execute(update(ScheduleSlot).where(ScheduleSlot.id == slot_id).values(run_id=run.id)
+                       .execution_options(synchronize_session=False))
+    return run
 
 
 def watch(now: datetime) -> list[tuple[str, datetime, str]]:
