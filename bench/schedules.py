@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/schedules.py` from anywhere
 from bench.common import BenchError, stacks_in_scratch  # noqa: E402
@@ -123,7 +125,7 @@ def many_jobs_one_minute(api: requests.Session, stack: Stack, test_id: str, coun
         runs = [run for run in scheduled_runs(api, stack.url) if at(run["scheduledFor"]) == target]
         return runs if len(runs) == count else None
 
-    runs = wait(all_made, 120, f"{count} runs made", every=2)
+    runs = wait(all_made, 120, f"{count} runs made", every=1)
     burst = cpu_seconds(clock_pid) - before
     return [(at(run["createdAt"]) - target).total_seconds() for run in runs], burst, idle_per_tick
 
@@ -137,6 +139,8 @@ def main() -> None:
         stack = bench.stacks[0]
         api = requests.Session()
         api.auth = bench.auth
+        # gunicorn closes an idle keep-alive connection after 2 s: a poll can meet one just closed.
+        api.mount("http://", HTTPAdapter(max_retries=Retry(total=3, backoff_factor=0.1)))
         saved = api.post(f"{stack.url}/api/tests", json={"title": "greets", "script": SCRIPT}, timeout=30)
         test_id = saved.json()["id"]
         starts = few_jobs_idle_workers(api, stack, test_id)

@@ -56,9 +56,9 @@ def seconds_until_next(now: datetime, longest: float) -> float:
     """How long to sleep: until the soonest slot, so a slot is fired on time rather than up to a tick
     late, but never longer than `longest` (late and stuck slots are looked for every tick)."""
     soonest = schedules.earliest_next(now)
-    if soonest is None:
+    if soonest is None or as_utc(soonest) <= now:  # overdue: its tick failed; do not spin on it
         return longest
-    return max(0.0, min(longest, (as_utc(soonest) - now).total_seconds()))
+    return min(longest, (as_utc(soonest) - now).total_seconds())
 
 
 def run(app: Flask, stop: threading.Event) -> None:

@@ -304,3 +304,12 @@ def test_the_job_form_previews_the_schedule_in_the_browser(page: Page) -> None:
     page.get_by_label("Cron expression").fill("0 0 30 2 *")
     page.get_by_label("Cron expression").press("End")
     expect(preview.get_by_role("alert")).to_contain_text("schedule.cron")
+
+
+def test_the_clock_sleeps_until_the_next_slot_but_never_spins(quiet: Flask, client: FlaskClient, test_id: str) -> None:
+    job = scheduled_job(client, test_id, **EVERY_MINUTE)
+    slot = at(job["nextRunAt"])
+    with quiet.app_context():
+        assert clock.seconds_until_next(slot - timedelta(seconds=2), 5) == pytest.approx(2)
+        assert clock.seconds_until_next(slot - timedelta(seconds=20), 5) == 5
+        assert clock.seconds_until_next(slot + timedelta(seconds=1), 5) == 5  # overdue: a tick's pause

@@ -113,11 +113,16 @@ def run_test_filename(title: str, number: int | None = None) -> str:
 
 def enqueue(run: Run) -> None:
     """Queue a committed run. If the queue is unreachable the run ends as an error, not pending forever."""
+    enqueue_id(run.id, run.kind)
+
+
+def enqueue_id(run_id: str, kind: str) -> None:
+    """enqueue, by id: the clock queues many runs after one commit, without loading each again."""
     try:
-        current_app.extensions["actors"][ACTORS[run.kind]].send(run.id)
+        current_app.extensions["actors"][ACTORS[kind]].send(run_id)
     except Exception as error:  # any broker failure: connection, timeout, auth
-        log.exception("could not queue run %s", run.id)
-        finish(run.id, ERROR, error_message=f"The run could not be queued: {error}")
+        log.exception("could not queue run %s", run_id)
+        finish(run_id, ERROR, error_message=f"The run could not be queued: {error}")
         raise QueueUnavailable(str(error)) from error
 
 

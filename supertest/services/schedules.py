@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from supertest import cron
 from supertest.extensions import db
-from supertest.models import Job, JobSchedule, JobTest, Run, ScheduleSlot, utcnow
+from supertest.models import Job, JobSchedule, JobTest, Run, ScheduleSlot, new_id, utcnow
 from supertest.outcomes import PENDING, RUNNING
 from supertest.services import runs
 from supertest.services.serialize import iso, schedule_json
@@ -113,9 +113,11 @@ def fire_due(now: datetime) -> Fired:
     transaction (one commit, then their runs are queued): a commit each made 500 jobs due in one
     minute take 16 s on SQLite."""
     fired = Fired([], [])
-    due = due_schedules(now)
-    for first in range(0, len(due), FIRE_BATCH):
-        batch = due[first:first + FIRE_BATCH]
+    # Plain values, worked out before the first commit expires the rows they come from.
+    plans = [Plan(schedule.job_id, schedule.grace_seconds, schedule.overlap, due_slots(schedule, now),
+                  next_slot(schedule, now)) for schedule in due_schedules(now)]
+    for first in range(0, len(plans), FIRE_BATCH):
+        batch = plans[first:first + FIRE_BATCH]
         try:
             _fire_batch(batch, now, fired)
         except Exception:  # the database or queue is down: the next tick tries again (slots are unique)
@@ -128,28 +130,42 @@ FIRE_BATCH = 100
 WITH_TESTS = selectinload(Job.entries).selectinload(JobTest.test)
 
 
-def _fire_batch(batch: list[JobSchedule], now: datetime, fired: Fired) -> None:
-    plans = [(schedule.job_id, schedule.grace_seconds, schedule.overlap, due_slots(schedule, now),
-              next_slot(schedule, now)) for schedule in batch]
-    job_ids = [plan[0] for plan in plans]
+@dataclass
+class Plan:
+    """What one due schedule needs, read before its batch starts."""
+
+    job_id: str
+    grace: int
+    overlap: str
+    due: list[datetime]  # newest first
+    following: datetime | None
+
+
+def _fire_batch(batch: list[Plan], now: datetime, fired: Fired) -> None:
+    job_ids = [plan.job_id for plan in batch]
     jobs = {job.id: job for job in db.session.scalars(select(Job).options(WITH_TESTS).where(Job.id.in_(job_ids)))}
     busy = {job_id: (run_id, status) for job_id, run_id, status in db.session.execute(
         select(Run.job_id, Run.id, Run.status).where(Run.job_id.in_(job_ids), Run.status.in_((PENDING, RUNNING))))}
-    created: list[Run] = []
+    created: list[tuple[int, Run]] = []
     events: list[tuple[int, str]] = []
-    for job_id, grace, overlap, due, following in plans:
-        job = jobs.get(job_id)
-        if due and job is not None:
-            _settle(job, due, grace, overlap, busy.get(job_id), now, created, events, fired)
-        # Moved on in the same transaction as its slots: a clock that dies before the commit leaves
-        # both undone, and the next tick fires them again.
-        db.session.execute(update(JobSchedule).where(JobSchedule.job_id == job_id).values(next_run_at=following)
-                           .execution_options(synchronize_session=False))
+    with db.session.no_autoflush:  # each slot's insert would flush the runs made so far, one by one
+        for plan in batch:
+            job = jobs.get(plan.job_id)
+            if plan.due and job is not None:
+                _settle(job, plan, busy.get(plan.job_id), now, created, events, fired)
+    db.session.flush()  # the runs' rows, all at once, before their slots point at them
+    if created:
+        db.session.execute(update(ScheduleSlot), [{"id": slot_id, "run_id": run.id} for slot_id, run in created])
+    # Moved on in the same transaction as its slots: a clock that dies before the commit leaves both
+    # undone, and the next tick fires them again.
+    db.session.execute(update(JobSchedule), [{"job_id": plan.job_id, "next_run_at": plan.following}
+                                             for plan in batch])
+    queued = [(run.id, run.kind) for _, run in created]
     db.session.commit()
-    for run in created:
+    for run_id, kind in queued:
         try:
-            runs.enqueue(run)
-            fired.runs.append(run.id)
+            runs.enqueue_id(run_id, kind)
+            fired.runs.append(run_id)
         except runs.QueueUnavailable:
             pass  # the run is marked as an error; its slot keeps it, for the record
     for slot_id, event in events:
@@ -158,9 +174,9 @@ def _fire_batch(batch: list[JobSchedule], now: datetime, fired: Fired) -> None:
             slot_event(slot, event)
 
 
-def _settle(job: Job, due: list[datetime], grace: int, overlap: str, busy: tuple[str, str] | None,
-            now: datetime, created: list[Run], events: list[tuple[int, str]], fired: Fired) -> None:
-    latest, *older = due
+def _settle(job: Job, plan: Plan, busy: tuple[str, str] | None, now: datetime, created: list[tuple[int, Run]],
+            events: list[tuple[int, str]], fired: Fired) -> None:
+    latest, *older = plan.due
 
     def record(slot_time: datetime, state: str, reason: str) -> int | None:
         slot_id = _claim(job.id, slot_time, state, reason)
@@ -172,17 +188,17 @@ def _settle(job: Job, due: list[datetime], grace: int, overlap: str, busy: tuple
 
     for slot_time in reversed(older):
         record(slot_time, MISSED, "the clock was not running at this time")
-    late_by = (now - latest).total_seconds()
+    late_by, grace = (now - latest).total_seconds(), plan.grace
     if late_by > grace:
         record(latest, MISSED, f"the clock came to this slot {late_by:.0f} s after it, past its grace of {grace} s")
     elif not job.entries:
         record(latest, SKIPPED, "the job has no tests")
-    elif busy is not None and overlap == "skip":
+    elif busy is not None and plan.overlap == "skip":
         record(latest, SKIPPED, f"the previous run {busy[0]} was still {busy[1]}")
     else:
         slot_id = record(latest, RAN, "")
         if slot_id is not None:
-            created.append(_new_run(job, latest, slot_id))
+            created.append((slot_id, _new_run(job, latest)))
 
 
 def due_slots(schedule: JobSchedule, now: datetime) -> list[datetime]:
@@ -209,17 +225,14 @@ def _claim(job_id: str, slot_time: datetime, state: str, reason: str) -> int | N
     return db.session.execute(statement).scalar()
 
 
-def _new_run(job: Job, slot_time: datetime, slot_id: int) -> Run:
+def _new_run(job: Job, slot_time: datetime) -> Run:
     """The slot's run, as jobs.start_run makes one, marked as the schedule's; committed by the caller."""
     created = utcnow()
     job.last_run_at = created
-    run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger="schedule", retries=job.retries,
-                              timeout_ms=job.timeout_ms, created_at=created, scheduled_for=slot_time),
-                          [(test, test.title, test.script) for test in job.tests], commit=False)
-    db.session.flush()  # the run's row exists before the slot points at it
-    db.session.execute(update(ScheduleSlot).where(ScheduleSlot.id == slot_id).values(run_id=run.id)
-                       .execution_options(synchronize_session=False))
-    return run
+    return runs.create_run(Run(id=new_id(), kind="job", job_id=job.id, title=job.name, trigger="schedule",
+                               retries=job.retries, timeout_ms=job.timeout_ms, created_at=created,
+                               scheduled_for=slot_time),
+                           [(test, test.title, test.script) for test in job.tests], commit=False)
 
 
 def watch(now: datetime) -> list[tuple[str, datetime, str]]:
