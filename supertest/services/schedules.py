@@ -278,9 +278,5 @@ def _move(slot: ScheduleSlot, states: tuple[str, ...], values: dict[str, Any], *
     return True
 
 
-def scheduled_job_ids() -> set[str]:
-    return set(db.session.scalars(select(JobSchedule.job_id)))
-
-
 def any_enabled() -> bool:
     return bool(db.session.scalar(select(exists().where(JobSchedule.enabled))))
