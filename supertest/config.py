@@ -249,5 +249,11 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "LOG_FORMAT": _choice(env, "LOG_FORMAT", "text", ("text", "json")),
         # A bearer token Prometheus scrapes /metrics with (an administrator's API token works too).
         "METRICS_TOKEN": env.get("METRICS_TOKEN", "").strip(),
+        # Schedules (supertest/clock.py): a cron expression may not fire more often than this; the
+        # clock ticks this often (and wakes for each slot); /api/health answers 503 when it has not
+        # ticked for CLOCK_LATE_SECONDS while any schedule is enabled.
+        "MIN_SCHEDULE_SECONDS": _int(env, "MIN_SCHEDULE_SECONDS", 60),
+        "CLOCK_TICK_SECONDS": _int(env, "CLOCK_TICK_SECONDS", 5),
+        "CLOCK_LATE_SECONDS": _int(env, "CLOCK_LATE_SECONDS", 60, minimum=5),
         "NODE_MODULES": Path(env.get("NODE_MODULES", "").strip() or PROJECT_ROOT / "node_modules"),
     }

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supertest.encryption import EncryptedText
@@ -64,6 +64,8 @@ class Job(Model):
         order_by="JobTest.position", cascade="all, delete-orphan", passive_deletes=True
     )
     alerts: Mapped[JobAlerts | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    schedule: Mapped[JobSchedule | None] = relationship(cascade="all, delete-orphan", passive_deletes=True,
+                                                        lazy="selectin")
 
     @property
     def tests(self) -> list[Test]:
@@ -121,6 +123,8 @@ class Run(Model):
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    # The slot a scheduled run (trigger "schedule") was for.
+    scheduled_for: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
 
     test: Mapped[Test | None] = relationship()
     job: Mapped[Job | None] = relationship()
@@ -336,4 +340,47 @@ class Delivery(Model):
 
     channel: Mapped[Channel | None] = relationship()
     job: Mapped[Job | None] = relationship()
+    run: Mapped[Run | None] = relationship()
+
+
+class JobSchedule(Model):
+    """When a job runs on its own: a 5-field cron expression in an IANA time zone, fired by the clock."""
+
+    __tablename__ = "job_schedules"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    enabled: Mapped[bool] = mapped_column(default=True, index=True)
+    # "skip": a slot that comes while the job's previous run is still pending or running is skipped;
+    # "queue": it is queued all the same.
+    overlap: Mapped[str] = mapped_column(String(10), default="skip")
+    # How long after its slot a run may take to start before the slot is late (and the catch-up deadline).
+    grace_seconds: Mapped[int] = mapped_column(default=120)
+    # The next slot the clock will fire; None while paused.
+    next_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ScheduleSlot(Model):
+    """One time a job's schedule came due, and what became of it. The unique key on (job, slot) is what
+    keeps two clocks from running one slot twice: the second insert fails."""
+
+    __tablename__ = "schedule_slots"
+    __table_args__ = (UniqueConstraint("job_id", "scheduled_for", name="uq_schedule_slots_job_slot"),
+                      Index("ix_schedule_slots_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
+    # ran | late | missed | skipped | stuck (docs/api.md)
+    state: Mapped[str] = mapped_column(String(10))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # When the slot was found late; kept once its run starts (state back to "ran").
+    late_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    # When its alert (late, missed, stuck, skipped) was raised, by schedules.slot_event.
+    alerted_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+
     run: Mapped[Run | None] = relationship()

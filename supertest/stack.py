@@ -1,5 +1,5 @@
 """Start the whole app on one machine: a private Redis if none is configured, migrations, and the
-Procfile's web and worker processes. `make run` and the benchmarks use it. A process that exits is
+Procfile's web, worker and clock processes. `make run` and the benchmarks use it. A process that exits is
 started again after a short pause; only Ctrl-C, SIGTERM or SIGHUP stop it all.
 
     python -m supertest.stack            # honours HOST and PORT (default 127.0.0.1:5000)
@@ -180,6 +180,7 @@ class Stack:
             subprocess.run(commands["release"], shell=True, check=True, env=self.env, cwd=PROJECT_ROOT)
             web = self._spawn("web", commands["web"])
             self._spawn("worker", commands["worker"])
+            self._spawn("clock", commands["clock"])
             wait_for(lambda: answers_health(self.url), "the web server", 60, web)
         except BaseException:
             self.stop()
@@ -241,7 +242,7 @@ class Stack:
         print(f"stack: {service.name} restarted (pid {service.process.pid})", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        """Web and worker first, then Redis, so the worker can still acknowledge its last message."""
+        """Web, worker and clock first, then Redis, so the worker can still acknowledge its last message."""
         first = [service.process for service in self.services if service.name != "redis"]
         for process in first:
             terminate(process)

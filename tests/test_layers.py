@@ -17,12 +17,13 @@ LAYERS = [
      "supertest.execution.redact", "supertest.execution.results", "supertest.execution.progress",
      "supertest.execution.workspace", "supertest.execution.runner", "supertest.execution.users",
      "supertest.execution.network", "supertest.execution.sandbox", "supertest.execution.preflight",
-     "supertest.slots", "supertest.ci", "supertest.logs", "supertest.registry", "supertest.queues"],
+     "supertest.slots", "supertest.ci", "supertest.logs", "supertest.registry", "supertest.queues",
+     "supertest.cron"],
     ["supertest.models", "supertest.storage", "supertest.events", "supertest.execution.watch"],
     ["supertest.services"],
     ["supertest.execution", "supertest.tasks", "supertest.housekeeping", "supertest.broker"],
     ["supertest.auth", "supertest.views", "supertest.cli"],
-    ["supertest", "supertest.stack", "supertest.worker"],
+    ["supertest", "supertest.stack", "supertest.worker", "supertest.clock"],
 ]
 
 

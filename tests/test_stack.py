@@ -51,7 +51,8 @@ class RunningStack:
         for pid in children(self.process.pid):
             with contextlib.suppress(OSError):  # one that has just exited
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                found["worker" if b"dramatiq" in cmdline else "web" if b"gunicorn" in cmdline else "other"] = pid
+                found["worker" if b"dramatiq" in cmdline else "web" if b"gunicorn" in cmdline
+                      else "clock" if b"supertest.clock" in cmdline else "other"] = pid
         return found
 
     def run(self, run_id: str) -> dict[str, Any]:
@@ -147,7 +148,7 @@ def test_a_killed_worker_process_is_restarted_and_its_run_ends_on_attempt_2(stac
 
 def test_sigterm_stops_the_stack_and_everything_it_started(stack: RunningStack) -> None:
     sessions = set(stack.leaders().values())
-    assert len(sessions) == 2 and left_in(sessions)
+    assert len(sessions) == 3 and left_in(sessions)  # web, worker and clock
     assert stack.stop() == 0
     assert "stopping" in stack.log()
     assert left_in(sessions) == []

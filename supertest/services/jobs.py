@@ -8,8 +8,8 @@ from sqlalchemy.orm import selectinload
 
 from supertest.errors import NotFound, Problem
 from supertest.extensions import db
-from supertest.models import Job, JobAlerts, JobTest, Run, Test, utcnow
-from supertest.services import alerts, runs
+from supertest.models import Job, JobAlerts, JobSchedule, JobTest, Run, Test, utcnow
+from supertest.services import alerts, runs, schedules
 from supertest.services.validation import ValidationError
 
 
@@ -24,8 +24,12 @@ WITH_TESTS = selectinload(Job.entries).selectinload(JobTest.test)
 WITH_ALERTS = selectinload(Job.alerts).selectinload(JobAlerts.channels)
 
 
-def list_jobs() -> list[Job]:
-    return list(db.session.scalars(select(Job).options(WITH_TESTS, WITH_ALERTS).order_by(Job.name, Job.id)))
+def list_jobs(scheduled: bool = False) -> list[Job]:
+    """Every job by name; `scheduled`: only those with a schedule (enabled or paused)."""
+    query = select(Job).options(WITH_TESTS, WITH_ALERTS).order_by(Job.name, Job.id)
+    if scheduled:
+        query = query.join(JobSchedule, JobSchedule.job_id == Job.id)
+    return list(db.session.scalars(query))
 
 
 def get(job_id: str) -> Job | None:
@@ -56,6 +60,8 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
     fields = dict(fields)
     test_ids = fields.pop("test_ids", None)
     rule = fields.pop("alerts", None)
+    if "schedule" in fields:
+        schedules.apply(job, fields.pop("schedule"))
     for name, value in fields.items():
         setattr(job, name, value)
     if test_ids is not None:
@@ -77,7 +83,8 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
 
 def as_fields(job: Job) -> dict[str, Any]:
     return {"name": job.name, "description": job.description, "retries": job.retries, "timeout_ms": job.timeout_ms,
-            "retention_days": job.retention_days, "test_ids": [entry.test_id for entry in job.entries]}
+            "retention_days": job.retention_days, "test_ids": [entry.test_id for entry in job.entries],
+            "schedule": schedules.as_dict(job.schedule)}
 
 
 def delete(job: Job) -> int:

@@ -49,11 +49,12 @@ def create_playground_run(script: str, title: str, trigger: str, saved: Test | N
                       [(saved, title, script)])
 
 
-def create_run(run: Run, tests: list[tuple[Test, str, str]]) -> Run:
-    """Insert a pending run with a copy of each (test, title, script) it will run, and commit."""
+def create_run(run: Run, tests: list[tuple[Test, str, str]], commit: bool = True) -> Run:
+    """Insert a pending run with a copy of each (test, title, script) it will run, and commit (unless
+    the caller commits it with more: the clock commits many scheduled runs at once)."""
     numbered = len(tests) > 1  # numbered names keep a job's order and keep equal titles apart
     return _insert(run, [(test.id, title, script, run_test_filename(title, i + 1 if numbered else None))
-                         for i, (test, title, script) in enumerate(tests)])
+                         for i, (test, title, script) in enumerate(tests)], commit)
 
 
 def insert_suite(run: Run, specs: list[tuple[str, str]]) -> Run:
@@ -62,7 +63,7 @@ def insert_suite(run: Run, specs: list[tuple[str, str]]) -> Run:
     return _insert(run, [(None, path[-200:], script, path) for path, script in specs])
 
 
-def _insert(run: Run, tests: list[tuple[str | None, str, str, str]]) -> Run:
+def _insert(run: Run, tests: list[tuple[str | None, str, str, str]], commit: bool = True) -> Run:
     """create_run, from the id of each test (None: a test deleted since, or none, in an ad-hoc run)
     rather than the test, and its file name: a rerun copies another run's tests, which need not
     exist any more, under the names they had."""
@@ -75,7 +76,8 @@ def _insert(run: Run, tests: list[tuple[str | None, str, str, str]]) -> Run:
                              filename=filename)
                      for i, (test_id, title, script, filename) in enumerate(tests)]
     db.session.add(run)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return run
 
 
@@ -122,11 +124,16 @@ def run_test_filename(title: str, number: int | None = None) -> str:
 
 def enqueue(run: Run) -> None:
     """Queue a committed run. If the queue is unreachable the run ends as an error, not pending forever."""
+    enqueue_id(run.id, run.kind)
+
+
+def enqueue_id(run_id: str, kind: str) -> None:
+    """enqueue, by id: the clock queues many runs after one commit, without loading each again."""
     try:
-        current_app.extensions["actors"][ACTORS[run.kind]].send(run.id)
+        current_app.extensions["actors"][ACTORS[kind]].send(run_id)
     except Exception as error:  # any broker failure: connection, timeout, auth
-        log.exception("could not queue run %s", run.id)
-        finish(run.id, ERROR, error_message=f"The run could not be queued: {error}")
+        log.exception("could not queue run %s", run_id)
+        finish(run_id, ERROR, error_message=f"The run could not be queued: {error}")
         raise QueueUnavailable(str(error)) from error
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from supertest.models import Channel, Job, Run, RunTest, Test, TestResult, Variable, as_utc
+from supertest.models import Channel, Job, JobSchedule, Run, RunTest, Test, TestResult, Variable, as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -51,8 +51,17 @@ def job_json(job: Job) -> dict[str, Any]:
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
         "lastRunAt": iso(job.last_run_at),
+        "schedule": schedule_json(job.schedule),
+        "nextRunAt": iso(job.schedule.next_run_at) if job.schedule and job.schedule.enabled else None,
         "url": f"/api/jobs/{job.id}",
     }
+
+
+def schedule_json(schedule: JobSchedule | None) -> dict[str, Any] | None:
+    if schedule is None:
+        return None
+    return {"cron": schedule.cron, "timezone": schedule.timezone, "enabled": schedule.enabled,
+            "overlap": schedule.overlap, "graceSeconds": schedule.grace_seconds}
 
 
 def run_test_json(run_test: RunTest) -> dict[str, Any]:
@@ -79,6 +88,7 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
         "jobId": run.job_id,
         "title": run.title,
         "trigger": run.trigger,
+        "scheduledFor": iso(run.scheduled_for),
         "retries": run.retries,
         "timeoutMs": run.timeout_ms,
         "restartedBecause": run.restarted_because,

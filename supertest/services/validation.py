@@ -4,9 +4,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any, NoReturn
 
+from flask import current_app, has_app_context
+
+from supertest import cron
 from supertest.config import MAX_RETENTION_DAYS, MAX_TIMEOUT_MS
 from supertest.errors import Problem
 
@@ -156,6 +160,8 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
         fields["test_ids"] = _test_ids(data.get("testIds", []))
     if "alerts" in data:
         fields["alerts"] = alert_rule(data["alerts"])
+    if "schedule" in data or current is None:
+        fields["schedule"] = schedule_fields(data.get("schedule"))
     return fields
 
 
@@ -190,6 +196,42 @@ def alert_rule(value: Any) -> dict[str, Any]:
         raise ValidationError(f"alerts.remindHours must be a whole number of hours from 1 to {MAX_REMIND_HOURS}, "
                               "or null for no reminders", "alerts.remindHours")
     return {"channel_ids": list(dict.fromkeys(ids)), "after_failures": after, **flags, "remind_hours": hours}
+
+
+OVERLAPS = ("skip", "queue")
+MAX_GRACE_SECONDS = 86_400
+
+
+def schedule_fields(value: Any, now: datetime | None = None) -> dict[str, Any] | None:
+    """A job's `schedule`: null, or {cron, timezone (UTC), enabled (true), overlap (skip), graceSeconds (120)}.
+    The whole object is replaced, so fields left out take their defaults."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError("schedule must be an object with cron and timezone, or null", "schedule")
+    unknown = sorted(set(value) - {"cron", "timezone", "enabled", "overlap", "graceSeconds"})
+    if unknown:
+        raise ValidationError(f"schedule has unknown fields: {', '.join(unknown)}", f"schedule.{unknown[0]}")
+    timezone: Any = value.get("timezone") if value.get("timezone") is not None else "UTC"
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValidationError("schedule.enabled must be true or false", "schedule.enabled")
+    overlap = value.get("overlap", "skip")
+    if overlap not in OVERLAPS:
+        raise ValidationError("schedule.overlap must be skip or queue", "schedule.overlap")
+    grace = value.get("graceSeconds", 120)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise ValidationError(f"schedule.graceSeconds must be a whole number of seconds from 0 to {MAX_GRACE_SECONDS}",
+                              "schedule.graceSeconds")
+    min_seconds = current_app.config["MIN_SCHEDULE_SECONDS"] if has_app_context() else 60
+    try:
+        cron.zone(timezone)
+        timezone = timezone.strip()
+        expression = cron.check(value.get("cron"), timezone, min_seconds, now or datetime.now(UTC))
+    except cron.CronError as error:
+        raise ValidationError(f"schedule.{error.field}: {error}", f"schedule.{error.field}") from None
+    return {"cron": expression, "timezone": timezone, "enabled": enabled, "overlap": overlap,
+            "graceSeconds": grace}
 
 
 def _test_ids(value: Any) -> list[str]:

@@ -1,6 +1,8 @@
 """JSON endpoints for curl and CI: start runs, read runs, health."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
@@ -10,7 +12,7 @@ from supertest.execution import preflight
 from supertest.extensions import db
 from supertest.models import Run
 from supertest.outcomes import STATUSES
-from supertest.services import runs, suites
+from supertest.services import runs, schedules, suites
 from supertest.services.serialize import run_json
 from supertest.services.validation import failed_only, is_id, script_and_title, wait_seconds
 from supertest.views.responses import found, json_body, start_response
@@ -120,5 +122,19 @@ def health():
             body[name] = "ok"
         except Exception as error:  # a health check reports any failure rather than raising it
             body[name] = f"error: {error}".splitlines()[0][:300]
+    try:
+        body["clock"], ago = clock_health()
+    except Exception as error:  # Redis or the database is down: already said above
+        body["clock"], ago = f"error: {error}".splitlines()[0][:300], None
     healthy = all(value == "ok" for value in body.values())
-    return jsonify({"status": "ok" if healthy else "unavailable", **body}), 200 if healthy else 503
+    return jsonify({"status": "ok" if healthy else "unavailable", **body, "clockLastTickSecondsAgo": ago}), \
+        200 if healthy else 503
+
+
+def clock_health() -> tuple[str, float | None]:
+    """"late" when the clock has not ticked for CLOCK_LATE_SECONDS while some schedule is enabled; with
+    no enabled schedule no clock need run, so a deployment without one is not unhealthy for it."""
+    raw = redis_client().get(f"{current_app.config['QUEUE_NAMESPACE']}:clock:last-tick")
+    ago = round(time.time() - float(raw), 1) if raw else None
+    overdue = ago is None or ago > current_app.config["CLOCK_LATE_SECONDS"]
+    return ("late" if overdue and schedules.any_enabled() else "ok"), ago

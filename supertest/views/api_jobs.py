@@ -1,15 +1,16 @@
 """JSON endpoints for jobs (suites): /api/jobs."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from supertest.models import Job
-from supertest.services import jobs
+from supertest.services import jobs, schedules
 from supertest.services.serialize import job_json
 from supertest.services.validation import ValidationError, job_fields
 from supertest.views.responses import found, json_body, start_response
 
 bp = Blueprint("api_jobs", __name__, url_prefix="/api/jobs")
+MAX_SLOTS = 100
 
 
 def found_job(job_id: str) -> Job:
@@ -18,8 +19,22 @@ def found_job(job_id: str) -> Job:
 
 @bp.get("")
 def list_jobs():
-    """Every job, by name."""
-    return jsonify({"items": [job_json(job) for job in jobs.list_jobs()]})
+    """Every job, by name; `scheduled=true`: only the jobs with a schedule."""
+    scheduled = request.args.get("scheduled", "").lower()
+    if scheduled not in ("", "true", "false"):
+        raise ValidationError("scheduled must be true or false", "scheduled", status=400, code="invalid_parameter")
+    return jsonify({"items": [job_json(job) for job in jobs.list_jobs(scheduled=scheduled == "true")]})
+
+
+@bp.get("/<job_id>/slots")
+def list_slots(job_id: str):
+    """The job's schedule slots, newest first: what became of each time its schedule came due."""
+    job = found_job(job_id)
+    raw = request.args.get("limit", "20")
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_SLOTS:
+        raise ValidationError(f"limit must be a whole number from 1 to {MAX_SLOTS}", "limit", status=400,
+                              code="invalid_parameter")
+    return jsonify({"items": [schedules.slot_json(slot) for slot in schedules.slots_of(job.id, int(raw))]})
 
 
 @bp.post("")

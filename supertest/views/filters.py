@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 
@@ -36,7 +37,7 @@ def age(moment: datetime | str | None) -> str:
     return "just now"
 
 
-TRIGGERS = {"playground": "Playground", "ui": "Run button", "api": "API", "ci": "CI"}
+TRIGGERS = {"playground": "Playground", "ui": "Run button", "api": "API", "ci": "CI", "schedule": "Schedule"}
 
 
 def trigger(name: str) -> str:
@@ -44,5 +45,12 @@ def trigger(name: str) -> str:
     return TRIGGERS.get(name, name)
 
 
+def in_zone(moment: datetime | None, timezone: str = "UTC") -> str:
+    """A time as the people of `timezone` read it: "2026-11-30 09:00 CET"."""
+    if moment is None:
+        return "–"
+    return as_utc(moment).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(duration=duration, age=age, iso=iso, trigger=trigger)
+    app.jinja_env.filters.update(duration=duration, age=age, iso=iso, trigger=trigger, in_zone=in_zone)

@@ -6,14 +6,16 @@ from typing import Any
 
 from flask import Blueprint, render_template, request, url_for
 
-from supertest.models import Job
-from supertest.services import alerts, channels, history, jobs, tests
+from supertest import cron
+from supertest.models import Job, utcnow
+from supertest.services import alerts, channels, history, jobs, schedules, tests
 from supertest.services.serialize import alerts_json
-from supertest.services.validation import ValidationError, is_id, job_fields
+from supertest.services.validation import ValidationError, is_id, job_fields, schedule_fields
 from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("job_pages", __name__, url_prefix="/jobs")
 POSITION = re.compile(r"[0-9]{1,4}")
+RECENT_SLOTS = 10
 
 
 @bp.get("")
@@ -26,10 +28,21 @@ def index():
 
 @bp.get("/<job_id>")
 def show(job_id: str):
-    """One job: its tests in order, the Run button, its history strip and its runs a page at a time."""
+    """One job: its tests in order, the Run button, its schedule, history strip and runs a page at a time."""
     job = found(jobs.get, job_id, "job")
     return page_or_fragment("jobs/show.html", "runs/_table.html", job=job, page=runs_page(job_id=job.id),
-                            outcomes=history.job_outcomes(job.id), deliveries=alerts.recent(job.id, 10))
+                            outcomes=history.job_outcomes(job.id), deliveries=alerts.recent(job.id, 10),
+                            slots=schedules.slots_of(job.id, RECENT_SLOTS))
+
+
+@bp.get("/schedule-preview")
+def schedule_preview():
+    """The schedule being typed, in words with its next three times (the form asks as you type). A bad
+    one is described with the message saving it would give, as a 200: it is a preview, not a refusal."""
+    timezone = request.args.get("timezone", "").strip() or "UTC"
+    found_preview = preview_of(request.args.get("cron", "").strip(), timezone)
+    return render_template("jobs/_schedule_preview.html", preview=found_preview["schedule_preview"],
+                           error=found_preview["schedule_error"], timezone=timezone)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -52,10 +65,17 @@ def edit_form(job: Job | None):
                                                  "test_ids": []}
         draft["minutes"] = f"{draft.pop('timeout_ms') / 60_000:g}" if draft.get("timeout_ms") else ""
         draft["alerts"] = alerts_json(job) if job else alerts_json(Job())
+        schedule = draft.pop("schedule", None) or {}
+        draft.update(cron=schedule.get("cron", ""), timezone=schedule.get("timezone", "UTC"),
+                     enabled=schedule.get("enabled", True), overlap=schedule.get("overlap", "skip"),
+                     grace=str(schedule.get("graceSeconds", 120)))
         return render_form(job, draft)
     draft = {"name": request.form.get("name", ""), "description": request.form.get("description", ""),
              "retries": request.form.get("retries", "0"), "minutes": request.form.get("minutes", "").strip(),
-             "test_ids": request.form.getlist("testIds"), "alerts": alerts_from_form()}
+             "test_ids": request.form.getlist("testIds"), "cron": request.form.get("cron", "").strip(),
+             "timezone": request.form.get("timezone", "").strip() or "UTC",
+             "enabled": request.form.get("enabled") == "on", "overlap": request.form.get("overlap", "skip"),
+             "grace": request.form.get("grace", "120").strip(), "alerts": alerts_from_form()}
     action = request.form.get("action", "save")
     if action != "save":
         draft["test_ids"] = rearrange(draft["test_ids"], action, request.form.get("add", ""))
@@ -66,13 +86,16 @@ def edit_form(job: Job | None):
         draft["alerts"]["afterFailures"] = int(draft["alerts"]["afterFailures"])
         hours = draft["alerts"]["remindHours"]
         draft["alerts"]["remindHours"] = int(hours) if hours else None
+        grace = int(draft["grace"] or "120")
     except (ValueError, OverflowError):  # round() raises OverflowError for "inf" and "1e400"
-        return render_form(job, draft, "retries, the time limit and the alert numbers must be numbers"), 422
+        return render_form(job, draft, "retries, the time limit, the grace and the alert numbers must be numbers"), 422
     try:
         # The form has no retention field: a job keeps the retentionDays the API gave it.
         data = {"name": draft["name"], "description": draft["description"], "retries": retries,
                 "timeoutMs": timeout_ms, "retentionDays": job.retention_days if job else None,
-                "testIds": draft["test_ids"], "alerts": draft["alerts"]}
+                "testIds": draft["test_ids"], "alerts": draft["alerts"],
+                "schedule": {"cron": draft["cron"], "timezone": draft["timezone"], "enabled": draft["enabled"],
+                             "overlap": draft["overlap"], "graceSeconds": grace} if draft["cron"] else None}
         saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
     except ValidationError as error:
         return render_form(job, draft, error.message), 422
@@ -112,7 +135,21 @@ def render_form(job: Job | None, draft: dict[str, Any], error: str | None = None
     chosen = [by_id[test_id] for test_id in draft["test_ids"] if test_id in by_id]
     return render_template("jobs/form.html", job=job, draft=draft, chosen=chosen, error=error,
                            addable=[test for test in available if test.id not in draft["test_ids"]],
-                           channels=channels.list_all())
+                           channels=channels.list_all(),
+                           **preview_of(draft["cron"], draft["timezone"]))
+
+
+def preview_of(expression: str, timezone: str) -> dict[str, Any]:
+    """The schedule preview's context: its words and next three times, or what is wrong with it."""
+    if not expression:
+        return {"schedule_preview": None, "schedule_error": None}
+    try:
+        checked = schedule_fields({"cron": expression, "timezone": timezone})
+    except ValidationError as error:
+        return {"schedule_preview": None, "schedule_error": error.message}
+    assert checked is not None
+    return {"schedule_error": None, "schedule_preview": {
+        "words": cron.explain(checked["cron"]), "times": cron.next_times(checked["cron"], timezone, utcnow(), 3)}}
 
 
 @bp.post("/<job_id>/run")
