@@ -202,7 +202,7 @@ def test_queues_count_what_waits_and_what_workers_hold(app: Flask, settings: dic
         assert next(consumer) is not None
         time.sleep(1.1)
         by_name = {queue["name"]: queue for queue in client.get("/api/queues").get_json()}
-        assert set(by_name) == {"test-execution", "job-execution"}
+        assert set(by_name) == {"test-execution", "job-execution", "notifications"}
         assert by_name["test-execution"]["waiting"] == 1 and by_name["test-execution"]["running"] == 1
         assert by_name["test-execution"]["oldestWaitingSeconds"] >= 1.0
         assert by_name["job-execution"] == {"name": "job-execution", "waiting": 0, "oldestWaitingSeconds": None,
