@@ -1,6 +1,9 @@
 """Schedules on jobs, the clock's tick with an injected now, slot states, and one real clock process."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
 import uuid
 from collections import Counter
@@ -18,8 +21,10 @@ from supertest import clock, cron
 from supertest.extensions import db
 from supertest.models import JobSchedule, Run
 from supertest.outcomes import PASSED, RUNNING
-from tests.conftest import ProcfileProcess, make_app
-from tests.helpers import PASSING, save_test, wait_until
+from tests.conftest import ProcfileProcess, make_app, start_worker
+from tests.farend import WebhookServer
+from tests.helpers import PASSING, save_test, wait_for_run, wait_until
+from tests.test_channels import add_channel
 
 EVERY_MINUTE = {"cron": "* * * * *", "timezone": "UTC", "overlap": "queue"}
 
@@ -313,3 +318,53 @@ def test_the_clock_sleeps_until_the_next_slot_but_never_spins(quiet: Flask, clie
         assert clock.seconds_until_next(slot - timedelta(seconds=2), 5) == pytest.approx(2)
         assert clock.seconds_until_next(slot - timedelta(seconds=20), 5) == 5
         assert clock.seconds_until_next(slot + timedelta(seconds=1), 5) == 5  # overdue: a tick's pause
+
+
+# --- slots that alert -------------------------------------------------------------------------
+
+def alerted_job(client: FlaskClient, test_id: str, target: str, **schedule: Any) -> dict[str, Any]:
+    job = scheduled_job(client, test_id, **schedule)
+    channel = add_channel(client, "webhook", target)
+    response = client.put(f"/api/jobs/{job['id']}", json={"alerts": {"channelIds": [channel["id"]]}})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {**job, "secret": channel["secret"]}
+
+
+def alert_events(client: FlaskClient, job_id: str) -> list[tuple[str, datetime]]:
+    items = client.get(f"/api/alerts?jobId={job_id}&limit=100").get_json()["items"]
+    return sorted((item["event"], at(item["scheduledFor"])) for item in items)
+
+
+def test_slots_slept_through_are_alerted_as_missed_once_each(quiet: Flask, client: FlaskClient, test_id: str) -> None:
+    job = alerted_job(client, test_id, "http://127.0.0.1:9/nobody", **EVERY_MINUTE, graceSeconds=30)
+    first = at(job["nextRunAt"])
+    tick(quiet, first + timedelta(minutes=4, seconds=20))
+    tick(quiet, first + timedelta(minutes=4, seconds=25))
+    assert alert_events(client, job["id"]) == [("missed", first + timedelta(minutes=n)) for n in range(4)]
+
+
+def test_with_every_worker_stopped_a_slot_goes_late_alerts_once_and_runs_when_a_worker_returns(
+        settings: dict[str, str], client: FlaskClient, test_id: str, webhooks: WebhookServer, tmp_path: Any) -> None:
+    """No worker reads this namespace while the slot comes and goes late; then one starts."""
+    namespace = {**settings, "QUEUE_NAMESPACE": f"stopped-{uuid.uuid4().hex[:8]}"}
+    stopped = make_app(namespace)
+    path = f"/ok/late-{uuid.uuid4().hex[:6]}"
+    job = alerted_job(client, test_id, webhooks.url + path, **EVERY_MINUTE, graceSeconds=30)
+    slot = at(job["nextRunAt"])
+    run_id = tick(stopped, slot).runs[0]
+    tick(stopped, slot + timedelta(seconds=31))
+    tick(stopped, slot + timedelta(seconds=40))
+    assert alert_events(client, job["id"]) == [("late", slot)]
+    worker = start_worker(namespace, tmp_path / "worker.log")
+    try:
+        assert wait_for_run(client, run_id)["status"] == PASSED
+        wait_until(lambda: webhooks.at(path), 60, "the late alert at the webhook")
+    finally:
+        worker.stop()
+    [received] = webhooks.at(path)
+    assert received.headers["X-Supertest-Signature"] == \
+        "sha256=" + hmac.new(job["secret"].encode(), received.body, hashlib.sha256).hexdigest()
+    body = json.loads(received.body)
+    assert (body["event"], at(body["scheduledFor"]), body["run"]["id"]) == ("late", slot, run_id)
+    tick(stopped, slot + timedelta(seconds=50))
+    assert slots(client, job["id"])[-1]["state"] == "ran"  # it was late, and then it ran

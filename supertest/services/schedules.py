@@ -14,7 +14,7 @@ from itertools import islice
 from typing import Any
 
 from cronsim import CronSim
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
@@ -245,7 +245,9 @@ def watch(now: datetime) -> list[tuple[str, datetime, str]]:
         select(ScheduleSlot, Run, JobSchedule.grace_seconds)
         .join(Run, ScheduleSlot.run_id == Run.id)
         .join(JobSchedule, JobSchedule.job_id == ScheduleSlot.job_id)
-        .where(ScheduleSlot.state.in_((RAN, LATE)), Run.status.in_((PENDING, RUNNING)))).all()
+        # A late slot whose run has started, whatever its status now: it may start and end between ticks.
+        .where(or_((ScheduleSlot.state == LATE) & Run.started_at.is_not(None),
+                   (ScheduleSlot.state == RAN) & Run.status.in_((PENDING, RUNNING))))).all()
     for slot, run, grace in rows:
         slot_time = cron.as_utc(slot.scheduled_for)
         if slot.state == LATE and run.started_at is not None:
