@@ -53,12 +53,14 @@ def record_tick(app: Flask, moment: float) -> None:
 
 
 def seconds_until_next(now: datetime, longest: float) -> float:
-    """How long to sleep: until the soonest slot, so a slot is fired on time rather than up to a tick
-    late, but never longer than `longest` (late and stuck slots are looked for every tick)."""
-    soonest = schedules.earliest_next(now)
-    if soonest is None or as_utc(soonest) <= now:  # overdue: its tick failed; do not spin on it
-        return longest
-    return min(longest, (as_utc(soonest) - now).total_seconds())
+    """How long to sleep: until the soonest slot or late deadline, so a slot is fired (and a late one
+    found) on time rather than up to a tick after, but never longer than `longest`."""
+    moments = [as_utc(moment) for moment in (schedules.earliest_next(now), schedules.earliest_late(now))
+               if moment is not None]
+    # One already past is overdue: its tick failed, or it is being handled; do not spin on it.
+    ahead = [(moment - now).total_seconds() for moment in moments if moment > now]
+    # A hair past the moment: a slot is late once its deadline has passed, not at it.
+    return min([longest] + [seconds + 0.01 for seconds in ahead])
 
 
 def run(app: Flask, stop: threading.Event) -> None:

@@ -311,13 +311,18 @@ def test_the_job_form_previews_the_schedule_in_the_browser(page: Page) -> None:
     expect(preview.get_by_role("alert")).to_contain_text("schedule.cron")
 
 
-def test_the_clock_sleeps_until_the_next_slot_but_never_spins(quiet: Flask, client: FlaskClient, test_id: str) -> None:
-    job = scheduled_job(client, test_id, **EVERY_MINUTE)
+def test_the_clock_sleeps_until_the_next_slot_or_late_deadline_but_never_spins(
+        quiet: Flask, client: FlaskClient, test_id: str) -> None:
+    job = scheduled_job(client, test_id, **EVERY_MINUTE, graceSeconds=30)
     slot = at(job["nextRunAt"])
     with quiet.app_context():
-        assert clock.seconds_until_next(slot - timedelta(seconds=2), 5) == pytest.approx(2)
+        assert clock.seconds_until_next(slot - timedelta(seconds=2), 5) == pytest.approx(2, abs=0.05)
         assert clock.seconds_until_next(slot - timedelta(seconds=20), 5) == 5
         assert clock.seconds_until_next(slot + timedelta(seconds=1), 5) == 5  # overdue: a tick's pause
+    tick(quiet, slot)  # its run stays pending: no worker reads this namespace
+    with quiet.app_context():
+        # Woken for the run's late deadline (slot + 30 s), before the next slot (slot + 60 s).
+        assert clock.seconds_until_next(slot + timedelta(seconds=10), 60) == pytest.approx(20, abs=0.05)
 
 
 # --- slots that alert -------------------------------------------------------------------------

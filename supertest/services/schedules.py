@@ -109,6 +109,17 @@ def earliest_next(now: datetime) -> datetime | None:
     return db.session.scalar(select(func.min(JobSchedule.next_run_at)).where(JobSchedule.enabled))
 
 
+def earliest_late(now: datetime) -> datetime | None:
+    """The soonest moment a fired slot whose run has not started goes late (its time plus its grace),
+    so the clock can wake for it: a late alert then leaves within moments of the deadline."""
+    rows = db.session.execute(
+        select(ScheduleSlot.scheduled_for, JobSchedule.grace_seconds)
+        .join(Run, ScheduleSlot.run_id == Run.id)
+        .join(JobSchedule, JobSchedule.job_id == ScheduleSlot.job_id)
+        .where(ScheduleSlot.state == RAN, ScheduleSlot.late_at.is_(None), Run.status == PENDING)).all()
+    return min((cron.as_utc(slot) + timedelta(seconds=grace) for slot, grace in rows), default=None)
+
+
 def fire_due(now: datetime) -> Fired:
     """For every enabled schedule that came due by `now`: run its newest due slot if still within its
     grace, record the others as missed, and move it to its next slot. FIRE_BATCH schedules share a
