@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from supertest.extensions import db
-from supertest.models import Job, JobAlerts, Run
+from supertest.models import Delivery, Job, JobAlerts, Run
 from supertest.services import alerts
 from supertest.stack import free_port
 from tests.conftest import TESTER_EMAIL, TESTER_PASSWORD
@@ -135,6 +136,24 @@ def test_slot_events_alert_when_the_rule_says_so(app: Flask, client: FlaskClient
     assert listed["event"] == "late" and listed["scheduledFor"] == "2026-11-30T10:00:00Z"
     assert client.delete(watched["url"]).status_code == 200  # its rule and deliveries go with it
     assert deliveries(client, watched["id"]) == []
+
+
+def test_an_attempt_whose_next_was_never_queued_queues_it_when_its_message_comes_again(
+        app: Flask, client: FlaskClient, webhooks: WebhookServer) -> None:
+    """The broker failed as attempt 1 queued attempt 2, so Dramatiq ran attempt 1's message again."""
+    channel = add_channel(client, "webhook", f"{webhooks.url}/ok/requeued")
+    job = client.post("/api/jobs", json={"name": "requeued", "alerts": {"channelIds": [channel["id"]]}}).get_json()
+    with app.app_context():
+        [made] = alerts.slot_alert(db.session.get(Job, job["id"]), "late", datetime(2026, 11, 30, 10, 0, tzinfo=UTC))
+        db.session.execute(update(Delivery).where(Delivery.id == made.id).values(attempts=1))  # 1 made, 2 lost
+        db.session.commit()
+        sent_before = len(webhooks.at("/ok/requeued"))
+        assert alerts.deliver(made.id, 1) == app.config["NOTIFY_BACKOFF_SECONDS"] * 1000  # queue 2 again, send nothing
+        assert len(webhooks.at("/ok/requeued")) == sent_before
+        assert alerts.deliver(made.id, 2) is None  # attempt 2 is made and succeeds
+        assert alerts.deliver(made.id, 2) is None  # and a second copy of it does nothing
+        delivery = db.session.get(Delivery, made.id)
+        assert (delivery.state, delivery.attempts) == ("sent", 2)
 
 
 @pytest.fixture(scope="module")

@@ -140,15 +140,21 @@ def deliver(delivery_id: str, attempt: int) -> int | None:
     """Make attempt number `attempt` at a delivery. Returns the milliseconds to wait before the next
     attempt, or None when it is over (sent, failed for good, or this attempt was made already)."""
     delivery = db.session.get(Delivery, delivery_id)
-    if delivery is None or delivery.state != "pending" or delivery.attempts != attempt - 1:
-        return None  # a redelivered message: this attempt is done already
+    if delivery is None or delivery.state != "pending":
+        return None
+    if delivery.attempts == attempt:
+        # Made already, but the next one may never have been queued (the broker failed and Dramatiq
+        # retried this message): queue it again. A second copy of that next one finds it made and stops.
+        return _backoff(attempt)
+    if delivery.attempts != attempt - 1:
+        return None  # a redelivered message of an older attempt
     if delivery.channel is None:
         delivery.state, delivery.detail = "failed", "its channel was deleted"
         db.session.commit()
         return None
     channel = delivery.channel
     delivered, detail = notify.send(channel.type, channel.target, channel.secret, compose(delivery), transport())
-    attempts, backoff = current_app.config["NOTIFY_ATTEMPTS"], current_app.config["NOTIFY_BACKOFF_SECONDS"]
+    attempts = current_app.config["NOTIFY_ATTEMPTS"]
     delivery.attempts, delivery.attempted_at, delivery.detail = attempt, utcnow(), detail
     wait = None
     if delivered:
@@ -156,10 +162,15 @@ def deliver(delivery_id: str, attempt: int) -> int | None:
     elif attempt >= attempts:
         delivery.state = "failed"
     else:
-        wait = backoff * 1000 * 2 ** (attempt - 1)
+        wait = _backoff(attempt)
         delivery.detail = f"{detail} (attempt {attempt} of {attempts}; again in {wait // 1000} s)"
     db.session.commit()
     return wait
+
+
+def _backoff(attempt: int) -> int:
+    """Milliseconds from failed attempt number `attempt` to the next: NOTIFY_BACKOFF_SECONDS, doubling."""
+    return current_app.config["NOTIFY_BACKOFF_SECONDS"] * 1000 * 2 ** (attempt - 1)
 
 
 def test_channel(channel: Channel, job_name: str = "Supertest") -> tuple[bool, str]:
