@@ -55,6 +55,7 @@ bench: install
 	$(PYTHON) bench/jobs.py
 	$(PYTHON) bench/faults.py
 	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/schedules.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info
