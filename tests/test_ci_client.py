@@ -453,8 +453,8 @@ def test_the_verdict_is_the_exit_code_and_flaky_tests_are_named(status: str, cod
 
 
 def test_a_linked_spec_is_sent_where_the_link_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = tmp_path / "suite" / "elsewhere"  # elsewhere in the checkout: a link out of it is refused
+    elsewhere.mkdir(parents=True)
     (elsewhere / "shared.spec.ts").write_text("import { x } from './helper';")
     (tmp_path / "suite" / "tests").mkdir(parents=True)
     (tmp_path / "suite" / "tests" / "helper.ts").write_text("export const x = 1;")
@@ -464,3 +464,28 @@ def test_a_linked_spec_is_sent_where_the_link_is(tmp_path: Path, monkeypatch: py
     assert body["config"] is None
     assert {file["path"]: file["content"] for file in body["files"]} == {
         "helper.ts": "export const x = 1;", "shared.spec.ts": "import { x } from './helper';"}
+
+
+@pytest.mark.parametrize("case", ["import climbing out", "linked spec", "linked import", "linked config"])
+def test_nothing_outside_the_suites_folders_is_sent(case: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull request's spec must not make CI send the CI machine's files (its environment, its keys)."""
+    secret = tmp_path / "secret.ts"
+    secret.write_text("export const token = 'SECRET-OF-THE-CI-MACHINE';")
+    tests = tmp_path / "checkout" / "tests"
+    tests.mkdir(parents=True)
+    spec = tests / "a.spec.ts"
+    spec.write_text({"import climbing out": "import { token } from '../../secret';",
+                     "linked import": "import { token } from './helper';"}.get(case, "import './helper';"))
+    (tests / "helper.ts").write_text("export const token = 1;") if case != "linked import" else \
+        (tests / "helper.ts").symlink_to(secret)
+    if case == "linked spec":
+        spec.unlink()
+        spec.symlink_to(secret.with_name("secret.spec.ts"))
+        secret.rename(secret.with_name("secret.spec.ts"))
+    if case == "linked config":
+        (tmp_path / "checkout" / "playwright.config.ts").symlink_to(secret)
+    monkeypatch.chdir(tmp_path / "checkout")
+    with pytest.raises(supertest_ci.Fail) as refused:
+        supertest_ci.suite(supertest_ci.parse(["run", "tests"]))
+    assert refused.value.code == supertest_ci.USAGE and "not sent" in str(refused.value)

@@ -128,14 +128,31 @@ def read_text(path: Path) -> str:
         raise Fail(USAGE, f"{path} is not UTF-8 text; only text files can be sent") from None
 
 
-def collect(specs: list[Path]) -> dict[Path, str]:
-    """The specs and every file they import, transitively."""
+def roots_of(paths: list[str], config: Path | None) -> list[Path]:
+    """The folders a suite's files may come from: the working folder, the PATHs' and the config's."""
+    given = [Path(path) if Path(path).is_dir() else Path(path).parent for path in paths]
+    return [Path(os.path.realpath(folder)) for folder in [Path.cwd(), *given, *([config.parent] if config else [])]]
+
+
+def check_inside(path: Path, roots: list[Path]) -> None:
+    """Refuse a file that is, or links to, something outside `roots`: an import of '../../../proc/self/environ'
+    or a link to ~/.ssh in a pull request must not send the CI machine's secrets to the tests."""
+    real = Path(os.path.realpath(path))
+    if not any(real == root or root in real.parents for root in roots):
+        raise Fail(USAGE, f"{path} is outside the suite's folders ({', '.join(map(str, roots))}), "
+                          f"or links out of them; it is not sent")
+
+
+def collect(specs: list[Path], roots: list[Path] | None = None) -> dict[Path, str]:
+    """The specs and every file they import, transitively, each inside `roots` (when given)."""
     files: dict[Path, str] = {}
     pending = list(specs)
     while pending:
         path = pending.pop()
         if path in files:
             continue
+        if roots is not None:
+            check_inside(path, roots)
         files[path] = text = read_text(path)
         if path.suffix == ".json":
             continue
@@ -167,7 +184,10 @@ def find_config(paths: list[str], given: str | None) -> Path | None:
 def suite(args: argparse.Namespace) -> dict[str, Any]:
     """The body of POST /api/runs: the files at their paths relative to the suite's root."""
     config = find_config(args.paths, args.config)
-    files = collect(find_specs(args.paths))
+    roots = roots_of(args.paths, config)
+    if config:
+        check_inside(config, roots)
+    files = collect(find_specs(args.paths), roots)
     if config:
         files.pop(config, None)
     folders = [path.parent for path in files] + ([config.parent] if config else [])
