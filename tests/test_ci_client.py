@@ -489,3 +489,18 @@ def test_nothing_outside_the_suites_folders_is_sent(case: str, tmp_path: Path,
     with pytest.raises(supertest_ci.Fail) as refused:
         supertest_ci.suite(supertest_ci.parse(["run", "tests"]))
     assert refused.value.code == supertest_ci.USAGE and "not sent" in str(refused.value)
+
+
+def test_the_tests_words_print_as_one_line_without_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    """A title is the test author's: it must not start a line of its own in the CI log (GitHub reads
+    `::error::` lines as commands) nor send the terminal escape sequences."""
+    title = "adds\n::error file=a::forged\r\x1b[2Kcleared\u2028"
+    line = supertest_ci.test_line({"status": "failed", "file": "a\n.spec.ts", "title": title,
+                                   "error": "Error: \x1b[31mred\x1b[0m\nmore"})
+    assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line and "\u2028" not in line
+    assert "adds\\n::error file=a::forged\\r\\x1b[2Kcleared" in line
+    run = {"id": "r", "status": "failed", "reportUrl": None, "errorMessage": "\x1b]0;title\x07boom",
+           "summary": {}, "tests": [{"file": "a.spec.ts", "title": title, "status": "flaky"}]}
+    supertest_ci.report(supertest_ci.Client("http://supertest.invalid", "t"), run, None)
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\n::error" not in out and "\x07" not in err

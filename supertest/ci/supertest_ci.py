@@ -37,6 +37,9 @@ IMPORTS = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)(['"])
 EXTENSIONS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts", ".json")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the server's own limits are lower; this only keeps memory sane
 DEFAULT_WAIT = 3600.0
+# What a test's title or error may not print raw: a newline starts a line CI reads as its own
+# (GitHub's ::workflow commands), an escape sequence rewrites the log's display.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Fail(Exception):
@@ -306,12 +309,18 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
     return None
 
 
+def shown(value: Any) -> str:
+    """Text from the server (the tests' own words), safe to print on one line of a CI log."""
+    return CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), str(value))
+
+
 def test_line(test: dict[str, Any]) -> str:
     took = test.get("durationMs")
     seconds = f" ({took / 1000:.1f} s)" if isinstance(took, int | float) else ""
-    line = f"{str(test.get('status')):<11} {test.get('file')} › {test.get('title')}{seconds}"
+    line = f"{shown(test.get('status')):<11} {shown(test.get('file'))} › {shown(test.get('title'))}{seconds}"
     error = str(test.get("error") or "").strip()
-    return f"{line}\n{'':<12}{error.splitlines()[0][:300]}" if error and test.get("status") != "passed" else line
+    return f"{line}\n{'':<12}{shown(error.splitlines()[0][:300])}" if error and test.get("status") != "passed" \
+        else line
 
 
 def report(client: Client, run: dict[str, Any], junit: str | None) -> int:
@@ -321,9 +330,9 @@ def report(client: Client, run: dict[str, Any], junit: str | None) -> int:
           f"{summary.get('failed', 0)} failed, {summary.get('flaky', 0)} flaky, {summary.get('skipped', 0)} skipped")
     for test in run.get("tests") or []:
         if test.get("status") == "flaky":
-            print(f"flaky: {test.get('file')} › {test.get('title')}")
+            print(f"flaky: {shown(test.get('file'))} › {shown(test.get('title'))}")
     if run.get("errorMessage") and status != "passed":
-        print(run["errorMessage"].strip().splitlines()[0][:500], file=sys.stderr)
+        print(shown(run["errorMessage"].strip().splitlines()[0][:500]), file=sys.stderr)
     print(f"Run: {client.url}/runs/{run['id']}")
     if run.get("reportUrl"):
         print(f"Report: {client.url}{run['reportUrl']}")
