@@ -22,7 +22,8 @@ class Received:
 
 
 class WebhookServer:
-    """POST /ok/... answers 200, /fail/... 500, /hang/... answers nothing for `hang_seconds`."""
+    """POST /ok/... answers 200, /fail/... 500, /hang/... answers nothing for `hang_seconds`,
+    /trickle/... answers 200 and a byte of body every 0.1 s for a minute."""
 
     def __init__(self, hang_seconds: float = 6) -> None:
         self.received: list[Received] = []
@@ -34,6 +35,17 @@ class WebhookServer:
                 server.received.append(Received(self.path, dict(self.headers.items()), body))
                 if self.path.startswith("/hang"):
                     time.sleep(hang_seconds)
+                if self.path.startswith("/trickle"):
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        for _ in range(600):
+                            self.wfile.write(b".")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except OSError:  # the sender stopped reading, as it should
+                        pass
+                    return
                 status = 500 if self.path.startswith("/fail") else 200
                 answer = b"it broke" if status == 500 else b"thanks"
                 self.send_response(status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -111,6 +112,15 @@ def test_a_test_notification_reaches_a_webhook_signed_and_says_what_it_answered(
     refused = add_channel(client, "webhook", f"http://127.0.0.1:{free_port()}/nobody")
     answer = client.post(f"{refused['url']}/test").get_json()
     assert answer["delivered"] is False and "could not connect" in answer["detail"]
+
+
+def test_a_webhook_whose_body_never_ends_is_not_waited_for(client: FlaskClient, webhooks: WebhookServer) -> None:
+    channel = add_channel(client, "webhook", f"{webhooks.url}/trickle/for-ever")
+    started = time.monotonic()
+    answer = client.post(f"/api/channels/{channel['id']}/test").get_json()
+    # NOTIFY_TIMEOUT_SECONDS is 2 here: the body's start is read until then, not for the minute it lasts.
+    assert time.monotonic() - started < 8
+    assert answer["delivered"] is True and answer["detail"].startswith("HTTP 200 OK: ...")
 
 
 def test_a_test_notification_goes_through_apprise(client: FlaskClient, webhooks: WebhookServer) -> None:

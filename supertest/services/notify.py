@@ -11,6 +11,7 @@ import json
 import logging
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -62,14 +63,26 @@ def _webhook(url: str, secret: str, alert: Alert, timeout: float) -> tuple[bool,
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
                "User-Agent": "Supertest-Alerts"}
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+        # Streamed, and only the start read: a far end that sends a body for ever is not waited for.
+        with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                           stream=True) as response:
+            answer = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            text = _start_of(response, time.monotonic() + timeout).strip()[:DETAIL_CHARS]
     except requests.Timeout:
         return False, f"no answer within {timeout:g} s"
     except requests.RequestException as error:
         return False, f"could not connect: {_reason(error)}"
-    answer = f"HTTP {response.status_code} {response.reason or ''}".strip()
-    text = response.text.strip()[:DETAIL_CHARS]
     return 200 <= response.status_code < 300, f"{answer}: {text}" if text else answer
+
+
+def _start_of(response: requests.Response, deadline: float) -> str:
+    """The first DETAIL_CHARS of a body, or what of them came by `deadline`."""
+    start = b""
+    for chunk in response.iter_content(chunk_size=1):  # a byte at a time: a trickle cannot outlast the deadline
+        start += chunk
+        if len(start) >= 4 * DETAIL_CHARS or time.monotonic() > deadline:
+            break
+    return start.decode(response.encoding or "utf-8", "replace")
 
 
 def _reason(error: BaseException) -> str:
