@@ -70,13 +70,20 @@ class WebhookServer:
 
 
 class MailServer:
-    """An SMTP server on `port` that keeps every message it accepts."""
+    """An SMTP server on `port` that keeps every message it accepts; it refuses mailboxes named refused...@."""
 
     def __init__(self, port: int) -> None:
         self.messages: list[EmailMessage] = []
         outer = self
 
         class Handler:
+            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                                  options: list[str]) -> str:
+                if address.startswith("refused"):
+                    return f"550 5.1.1 <{address}>: no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 outer.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
                 return "250 OK queued as test"

@@ -144,6 +144,16 @@ def test_a_test_notification_is_mailed_as_plain_text_and_html(client: FlaskClien
     assert html is not None and "<h2>" in html.get_content()
 
 
+@pytest.mark.parametrize("target", ["refused.one@example.com", "refused.one@example.com, ok@example.com"])
+def test_refused_addresses_are_masked_in_what_the_far_end_said(client: FlaskClient, mail: MailServer,
+                                                               target: str) -> None:
+    """The detail is on the Alerts page for every user; the addresses are as masked there as in the hint."""
+    channel = add_channel(client, "email", target)
+    answer = client.post(f"{channel['url']}/test").get_json()
+    assert answer["delivered"] is False and "r…@example.com" in answer["detail"], answer
+    assert "refused.one" not in answer["detail"]
+
+
 def test_a_channel_whose_last_deliveries_failed_is_marked_failing(app: Flask, client: FlaskClient) -> None:
     channel = add_channel(client, "webhook", "http://example.com/flaky")
     with app.app_context():

@@ -96,6 +96,13 @@ def recipients(target: str) -> list[str]:
     return [address.strip() for address in target.split(",") if address.strip()]
 
 
+def masked(detail: str, addresses: list[str]) -> str:
+    """A delivery's detail (shown to every user) with the channel's addresses masked as its hint masks them."""
+    for address in addresses:
+        detail = detail.replace(address, f"{address[0]}…@{address.partition('@')[2]}")
+    return detail
+
+
 def _email(target: str, alert: Alert, transport: Transport) -> tuple[bool, str]:
     if not transport.smtp_url:
         return False, "SMTP_URL is not set, so email cannot be sent"
@@ -117,9 +124,9 @@ def _email(target: str, alert: Alert, transport: Transport) -> tuple[bool, str]:
                 smtp.login(unquote(url.username), unquote(url.password or ""))
             refused = smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
-        return False, f"SMTP {host}:{port}: {error or type(error).__name__}"
+        return False, masked(f"SMTP {host}:{port}: {error or type(error).__name__}", recipients(target))
     if refused:
-        return False, f"SMTP {host}:{port} refused {', '.join(refused)}"
+        return False, masked(f"SMTP {host}:{port} refused {', '.join(refused)}", recipients(target))
     return True, f"SMTP {host}:{port} accepted the mail for {len(recipients(target))} recipient(s)"
 
 
