@@ -347,6 +347,9 @@ SPEC = {"path": "tests/a.spec.ts", "content": "import { test } from '@playwright
     ({"files": [{**SPEC, "path": "tests\\a.spec.ts"}]}, 422, "files[0].path", "backslash"),
     ({"files": [{**SPEC, "path": "tests//a.spec.ts"}]}, 422, "files[0].path", "empty"),
     ({"files": [{**SPEC, "path": "tests/a\x00.spec.ts"}]}, 422, "files[0].path", "control character"),
+    ({"files": [{**SPEC, "path": "tests/a\u202egnp.spec.ts"}]}, 422, "files[0].path", "control character"),
+    # The worker could not write it (ENAMETOOLONG): the run would end in an error of Supertest's.
+    ({"files": [{**SPEC, "path": f"tests/{'é' * 124}.spec.ts"}]}, 422, "files[0].path", "longer than 255 bytes"),
     ({"files": [{**SPEC, "path": ""}]}, 422, "files[0].path", "non-empty relative path"),
     ({"files": [{**SPEC, "link": "/etc/passwd"}]}, 422, "files[0]", "links and folders are not sent"),
     ({"files": [SPEC, {"path": "tests", "content": ""}]}, 422, "files", "both a file and a folder"),
