@@ -507,3 +507,57 @@ def test_the_tests_words_print_as_one_line_without_escapes(capsys: pytest.Captur
     supertest_ci.report(supertest_ci.Client("http://supertest.invalid", "t"), run, None)
     out, err = capsys.readouterr()
     assert "\x1b" not in out + err and "\n::error" not in out and "\x07" not in err
+
+
+HOSTILE_CONFIG = """import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// Code at the top of a config runs wherever Playwright loads it: it must be in the sandbox only.
+fs.appendFileSync(path.join(os.tmpdir(), 'config-ran'),
+  JSON.stringify({ uid: process.getuid(), env: Object.keys(process.env) }) + '\\n');
+
+export default {
+  globalSetup: './global-setup.ts',
+  testDir: '/',
+  outputDir: '%(elsewhere)s',
+  workers: 50,
+  use: { channel: 'msedge', connectOptions: { wsEndpoint: 'ws://127.0.0.1:9' },
+         launchOptions: { executablePath: '/bin/false' }, baseURL: 'http://127.0.0.1:9' },
+  projects: [{ name: 'mine', use: { connectOptions: { wsEndpoint: 'ws://127.0.0.1:9' } } }],
+};
+"""
+HOSTILE_SPEC = """import { test, expect } from '@playwright/test';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+test('the config ran as this test and asked for nothing it got', async ({ page, baseURL }) => {
+  const seen = fs.readFileSync(path.join(os.tmpdir(), 'config-ran'), 'utf8').trim().split('\\n').map((l) => JSON.parse(l));
+  for (const each of seen) {
+    expect(each.uid).toBe(process.getuid());
+    expect(each.env).not.toContain('SECRET_KEY');
+    expect(each.env).not.toContain('DATABASE_URL');
+  }
+  expect(fs.existsSync(path.join(os.tmpdir(), 'global-setup-ran'))).toBe(false);
+  expect(baseURL).toBe('http://127.0.0.1:9');  // an allowed key is honoured
+  await page.setContent('<p>in Supertest\\'s Chromium</p>');  // not msedge, /bin/false or a remote browser
+  await expect(page.locator('p')).toHaveText("in Supertest's Chromium");
+});
+"""
+
+
+def test_a_suites_config_runs_in_the_sandbox_and_gets_none_of_supertests_settings(
+        client: FlaskClient, worker, tmp_path: Path) -> None:
+    """globalSetup, testDir, outputDir, workers, a browser's channel, launch or connect options, a project's
+    use: none is honoured; the config's own code runs as the test does, without the app's environment."""
+    elsewhere = tmp_path / "elsewhere"
+    response = client.post("/api/runs", json={
+        "config": HOSTILE_CONFIG % {"elsewhere": elsewhere},
+        "files": [{"path": "config.spec.ts", "content": HOSTILE_SPEC},
+                  {"path": "global-setup.ts", "content": "import * as fs from 'fs'; import * as os from 'os';\n"
+                   "export default () => fs.writeFileSync(os.tmpdir() + '/global-setup-ran', 'yes');"}]})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run = client.get(f"/api/runs/{response.get_json()['runId']}?wait=180").get_json()
+    assert run["status"] == "passed" and run["summary"]["passed"] == 1, run
+    assert not elsewhere.exists()
