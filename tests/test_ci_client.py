@@ -533,7 +533,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 test('the config ran as this test and asked for nothing it got', async ({ page, baseURL }) => {
-  const seen = fs.readFileSync(path.join(os.tmpdir(), 'config-ran'), 'utf8').trim().split('\\n').map((l) => JSON.parse(l));
+  const lines = fs.readFileSync(path.join(os.tmpdir(), 'config-ran'), 'utf8').trim().split('\\n');
+  const seen = lines.map((line) => JSON.parse(line));
   for (const each of seen) {
     expect(each.uid).toBe(process.getuid());
     expect(each.env).not.toContain('SECRET_KEY');
