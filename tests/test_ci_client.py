@@ -562,3 +562,34 @@ def test_a_suites_config_runs_in_the_sandbox_and_gets_none_of_supertests_setting
     run = client.get(f"/api/runs/{response.get_json()['runId']}?wait=180").get_json()
     assert run["status"] == "passed" and run["summary"]["passed"] == 1, run
     assert not elsewhere.exists()
+
+
+def test_the_token_is_not_sent_where_a_redirect_leads_elsewhere() -> None:
+    """urllib hands every header to the host a redirect names: SUPERTEST_TOKEN goes to Supertest only."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/to/"):
+                self.send_response(302)
+                self.send_header("Location", self.path[len("/to/"):])
+                self.end_headers()
+                return
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = serve("127.0.0.1", Answer)
+    port = server.server_address[1]
+    try:
+        client = supertest_ci.Client(f"http://127.0.0.1:{port}", "the-token")
+        client.request("GET", f"/to/http://127.0.0.1:{port}/same")
+        client.request("GET", f"/to/http://localhost:{port}/other-host")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/same", "Bearer the-token"), ("/other-host", None)]

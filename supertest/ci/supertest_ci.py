@@ -211,6 +211,27 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
 
 # Talking to Supertest ------------------------------------------------------------------------
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+class Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed, but the token is sent to Supertest's own origin only (and its https
+    twin): urllib would hand SUPERTEST_TOKEN to whatever host a redirect names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        was, now = origin(req.full_url), origin(newurl)
+        upgrade = was[0] == "http" and was[2] == 80 and now == ("https", was[1], 443)
+        if new is not None and now != was and not upgrade:
+            new.remove_header("Authorization")
+        return new
+
+
+OPENER = urllib.request.build_opener(Redirects)
+
+
 class Client:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url.rstrip("/"), token
@@ -227,7 +248,7 @@ class Client:
             "Authorization": f"Bearer {self.token}", "Accept": accept, "User-Agent": "supertest-ci",
             **({"Content-Type": "application/json"} if data is not None else {})})
         try:
-            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the user's own URL)
+            return OPENER.open(request, timeout=timeout)  # the user's own URL
         except urllib.error.HTTPError as error:
             message = problem_text(error)
             if error.code >= 500:
