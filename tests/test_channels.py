@@ -22,7 +22,7 @@ from sqlalchemy import text
 from supertest.encryption import derived_key
 from supertest.extensions import db
 from supertest.models import Channel, Delivery
-from supertest.services import variables
+from supertest.services import notify, variables
 from supertest.stack import free_port
 from tests.conftest import DATABASE_KIND, POSTGRES_ADMIN_URL, make_app
 from tests.farend import MailServer, WebhookServer
@@ -49,6 +49,8 @@ def raw_column(app: Flask, table: str, column: str, row_id: str) -> str:
     ({"name": "x", "type": "webhook", "target": "javascript:alert(1)"}, "target"),
     ({"name": "x", "type": "webhook", "target": "https://"}, "target"),
     ({"name": "x", "type": "webhook"}, "target"),
+    ({"name": "x", "type": "webhook", "target": "http://127.0.0.1:99999/hook"}, "target"),  # no such port
+    ({"name": "x", "type": "webhook", "target": "http://[::1/hook"}, "target"),  # was a 500
     ({"name": "x", "type": "email", "target": "not an address"}, "target"),
     ({"name": "x", "type": "email", "target": "ops@example.com, nobody"}, "target"),
     ({"name": "x", "type": "email", "target": " , "}, "target"),
@@ -121,6 +123,14 @@ def test_a_webhook_whose_body_never_ends_is_not_waited_for(client: FlaskClient, 
     # NOTIFY_TIMEOUT_SECONDS is 2 here: the body's start is read until then, not for the minute it lasts.
     assert time.monotonic() - started < 8
     assert answer["delivered"] is True and answer["detail"].startswith("HTTP 200 OK: ...")
+
+
+def test_a_webhook_url_that_requests_cannot_parse_is_not_quoted_in_the_detail() -> None:
+    """The detail shows on the Alerts page to every user; a webhook URL's path and password are its secret."""
+    alert = notify.Alert({}, "subject", "text", "html")
+    delivered, detail = notify.send("webhook", "http://user:hunter2@127.0.0.1:99999/hook/T0KEN", "s", alert,
+                                    notify.Transport(timeout=1))
+    assert not delivered and "hunter2" not in detail and "T0KEN" not in detail, detail
 
 
 def test_a_test_notification_goes_through_apprise(client: FlaskClient, webhooks: WebhookServer) -> None:

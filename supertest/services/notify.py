@@ -70,8 +70,8 @@ def _webhook(url: str, secret: str, alert: Alert, timeout: float) -> tuple[bool,
             text = _start_of(response, time.monotonic() + timeout).strip()[:DETAIL_CHARS]
     except requests.Timeout:
         return False, f"no answer within {timeout:g} s"
-    except requests.RequestException as error:
-        return False, f"could not connect: {_reason(error)}"
+    except requests.RequestException as error:  # its words may quote the URL: its path and password are secret
+        return False, f"could not connect: {_reason(error)}".replace(url, "the webhook's URL")
     return 200 <= response.status_code < 300, f"{answer}: {text}" if text else answer
 
 
