@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -593,3 +594,36 @@ def test_the_token_is_not_sent_where_a_redirect_leads_elsewhere() -> None:
         server.shutdown()
         server.server_close()
     assert seen == [("/same", "Bearer the-token"), ("/other-host", None)]
+
+
+@pytest.mark.parametrize("answer", ["endless line", "bad events", "huge json"])
+def test_a_hostile_answer_ends_in_a_clear_failure_not_a_crash_or_all_memory(answer: str) -> None:
+    """A live stream whose line never ends, events that are not JSON objects, an answer past any size."""
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            try:
+                if self.path.endswith("/events") and answer == "bad events":
+                    self.wfile.write(b"event: test\ndata: [1, 2]\n\nevent: test\ndata: {nope\n\n")
+                elif self.path.endswith("/events") or answer == "huge json":
+                    while True:  # for ever, until the client stops reading
+                        self.wfile.write(b"data: " if self.path.endswith("/events") else b"[" + b"0," * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = serve("127.0.0.1", Hostile)
+    client = supertest_ci.Client(f"http://127.0.0.1:{server.server_address[1]}", "t")
+    try:
+        if answer == "huge json":
+            with pytest.raises(supertest_ci.Fail, match="over 67108864 bytes"):
+                client.request("GET", "/api/runs/r")
+        else:
+            assert supertest_ci.stream(client, "r", time.monotonic() + 20) is None
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -37,6 +37,8 @@ IMPORTS = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)(['"])
 EXTENSIONS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts", ".json")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the server's own limits are lower; this only keeps memory sane
 DEFAULT_WAIT = 3600.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # of one JSON answer: a run of thousands of tests is far less
+MAX_EVENT_BYTES = 1024 * 1024  # of one live event: a stream that never ends a line is left for long polls
 # What a test's title or error may not print raw: a newline starts a line CI reads as its own
 # (GitHub's ::workflow commands), an escape sequence rewrites the log's display.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -240,7 +242,13 @@ class Client:
         """The JSON answer; Fail(3) for a 4xx (its message), Fail(4) for no answer or a 5xx."""
         response = self.open(method, path, body, timeout)
         with response:
-            return json.loads(response.read() or b"null")
+            answer = response.read(MAX_ANSWER_BYTES + 1)
+        if len(answer) > MAX_ANSWER_BYTES:
+            raise Fail(UNREACHABLE, f"Supertest's answer to {method} {path} is over {MAX_ANSWER_BYTES} bytes")
+        try:
+            return json.loads(answer or b"null")
+        except ValueError:
+            raise Fail(UNREACHABLE, f"Supertest's answer to {method} {path} is not JSON") from None
 
     def open(self, method: str, path: str, body: Any = None, timeout: float = 60, accept: str = "application/json"):
         data = json.dumps(body).encode() if body is not None else None
@@ -306,14 +314,15 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
     first or the wait ran out."""
     wait = max(1.0, min(30.0, deadline - time.monotonic()))  # pings come every 15 s
     response = client.open("GET", f"/api/runs/{run_id}/events", timeout=wait, accept="text/event-stream")
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     with response:
         while time.monotonic() < deadline:
             try:
-                raw = response.readline()
+                raw = response.readline(MAX_EVENT_BYTES)
             except OSError:  # a timeout (pings come every 15 s) or a lost connection: long polls take over
                 return None
-            if not raw:
+            if not raw or len(raw) >= MAX_EVENT_BYTES or sum(map(len, data)) > MAX_EVENT_BYTES:
                 return None
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("event:"):
@@ -321,8 +330,13 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
             elif line.startswith("data:"):
                 data.append(line[5:].strip())
             elif not line and data:
-                payload = json.loads("\n".join(data))
-                if event == "test" and payload.get("status") != "retrying":
+                try:
+                    payload = json.loads("\n".join(data))
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):  # not an event of ours: skipped
+                    pass
+                elif event == "test" and payload.get("status") != "retrying":
                     print(test_line(payload), flush=True)
                 elif event == "status" and payload.get("status") in TERMINAL:
                     return client.request("GET", f"/api/runs/{run_id}")
