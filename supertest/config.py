@@ -6,6 +6,7 @@ than surfacing as a confusing failure in the middle of a run.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,8 +59,13 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = env.get(name, "").strip() or default
     if value and urlparse(value).scheme.split("+")[0] not in schemes:
-        raise ConfigError(f"{name} must be a URL starting with one of {', '.join(schemes)}; got {value!r}")
+        raise ConfigError(f"{name} must be a URL starting with one of {', '.join(schemes)}; got {_shown(value)!r}")
     return value
+
+
+def _shown(url: str) -> str:
+    """A URL as an error message may show it: a password in it (SMTP_URL's, DATABASE_URL's) masked."""
+    return re.sub(r"(//[^/@:]*:)[^/]*@", r"\1***@", url)
 
 
 def _origin(env: Mapping[str, str], name: str) -> str:
@@ -143,7 +149,7 @@ def _smtp_url(env: Mapping[str, str]) -> str:
     value = _url(env, "SMTP_URL", "", ("smtp", "smtps"))
     if value and not urlparse(value).hostname:
         raise ConfigError(f"SMTP_URL must name a host, such as smtp://user:password@mail.example.com:587; "
-                          f"got {value!r}")
+                          f"got {_shown(value)!r}")
     return value
 
 

@@ -7,8 +7,8 @@ job in a repeated hour runs once; "every 15 minutes" runs through both).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from itertools import islice
+from datetime import UTC, datetime, timedelta
+from itertools import islice, takewhile
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +19,7 @@ MAX_CRON_CHARS = 200
 # expression that fires in bursts (`0-4 9 * * *` bursts daily), bounded so that a check costs
 # milliseconds (cronsim takes some 20 µs a time).
 GAP_SAMPLE = 1500
+GAP_SAMPLE_YEARS = timedelta(days=29 * 366)  # weekdays fall on the same dates again within 28 years
 
 
 class CronError(ValueError):
@@ -48,7 +49,15 @@ def fire_times(cron: str, timezone: str, after: datetime) -> Iterator[datetime]:
         times = CronSim(cron, as_utc(after).astimezone(tz))
     except CronSimError as error:
         raise CronError(f"not a valid cron expression: {error}", "cron") from None
-    return (moment.astimezone(UTC) for moment in times)
+    return _in_utc(times)
+
+
+def _in_utc(times: CronSim) -> Iterator[datetime]:
+    try:
+        for moment in times:
+            yield moment.astimezone(UTC)
+    except OverflowError:  # past the year 9999: `0 0 * 2 1#5` (a Monday the 29th of February) gets there
+        return
 
 
 def next_times(cron: str, timezone: str, after: datetime, count: int) -> list[datetime]:
@@ -65,7 +74,12 @@ def check(cron: Any, timezone: str, min_seconds: int, now: datetime) -> str:
     cron = " ".join(cron.split())
     if len(cron.split(" ")) != 5:
         raise CronError("cron must have five fields: minute hour day-of-month month day-of-week", "cron")
-    times = next_times(cron, timezone, now, GAP_SAMPLE)
+    fires = fire_times(cron, timezone, now)
+    first = next(fires, None)
+    # Within GAP_SAMPLE_YEARS of the first: a rare expression (a Monday the 29th of February) would
+    # otherwise have cronsim walk GAP_SAMPLE of its times through thousands of years, for each request.
+    times = [] if first is None else [first, *takewhile(
+        lambda moment: moment < first + GAP_SAMPLE_YEARS, islice(fires, GAP_SAMPLE - 1))]
     if not times:
         raise CronError(f"{cron!r} never fires", "cron")
     gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:], strict=False)]

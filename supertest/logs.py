@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,6 +21,9 @@ _current: ContextVar[tuple[str | None, str | None]] = ContextVar("supertest_run"
 # Loggers that frameworks give handlers of their own (gunicorn does, and stops them propagating).
 FRAMEWORK_LOGGERS = ("gunicorn.error", "gunicorn.access")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a message may not hold raw in the text format: its words come from users and from what runs
+# leave behind (a file name, a URL's path), and a newline there would forge a log line of its own.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @contextmanager
@@ -74,6 +78,10 @@ class TextFormatter(logging.Formatter):
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if CONTROL.search(message):  # escaped on a copy: other handlers get the record as it was
+            escaped = CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), message)
+            record = logging.makeLogRecord({**record.__dict__, "msg": escaped, "args": None})
         line = self.inner.format(record) if self.inner else super().format(record)
         context = "".join(f" {name}={value}" for name, value in
                           (("run", getattr(record, "runId", None)), ("job", getattr(record, "jobId", None))) if value)

@@ -22,7 +22,8 @@ class Received:
 
 
 class WebhookServer:
-    """POST /ok/... answers 200, /fail/... 500, /hang/... answers nothing for `hang_seconds`."""
+    """POST /ok/... answers 200, /fail/... 500, /hang/... answers nothing for `hang_seconds`,
+    /trickle/... answers 200 and a byte of body every 0.1 s for a minute."""
 
     def __init__(self, hang_seconds: float = 6) -> None:
         self.received: list[Received] = []
@@ -34,6 +35,17 @@ class WebhookServer:
                 server.received.append(Received(self.path, dict(self.headers.items()), body))
                 if self.path.startswith("/hang"):
                     time.sleep(hang_seconds)
+                if self.path.startswith("/trickle"):
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        for _ in range(600):
+                            self.wfile.write(b".")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except OSError:  # the sender stopped reading, as it should
+                        pass
+                    return
                 status = 500 if self.path.startswith("/fail") else 200
                 answer = b"it broke" if status == 500 else b"thanks"
                 self.send_response(status)
@@ -58,13 +70,20 @@ class WebhookServer:
 
 
 class MailServer:
-    """An SMTP server on `port` that keeps every message it accepts."""
+    """An SMTP server on `port` that keeps every message it accepts; it refuses mailboxes named refused...@."""
 
     def __init__(self, port: int) -> None:
         self.messages: list[EmailMessage] = []
         outer = self
 
         class Handler:
+            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                                  options: list[str]) -> str:
+                if address.startswith("refused"):
+                    return f"550 5.1.1 <{address}>: no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 outer.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
                 return "250 OK queued as test"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import text
 from supertest.encryption import derived_key
 from supertest.extensions import db
 from supertest.models import Channel, Delivery
-from supertest.services import variables
+from supertest.services import notify, variables
 from supertest.stack import free_port
 from tests.conftest import DATABASE_KIND, POSTGRES_ADMIN_URL, make_app
 from tests.farend import MailServer, WebhookServer
@@ -48,6 +49,8 @@ def raw_column(app: Flask, table: str, column: str, row_id: str) -> str:
     ({"name": "x", "type": "webhook", "target": "javascript:alert(1)"}, "target"),
     ({"name": "x", "type": "webhook", "target": "https://"}, "target"),
     ({"name": "x", "type": "webhook"}, "target"),
+    ({"name": "x", "type": "webhook", "target": "http://127.0.0.1:99999/hook"}, "target"),  # no such port
+    ({"name": "x", "type": "webhook", "target": "http://[::1/hook"}, "target"),  # was a 500
     ({"name": "x", "type": "email", "target": "not an address"}, "target"),
     ({"name": "x", "type": "email", "target": "ops@example.com, nobody"}, "target"),
     ({"name": "x", "type": "email", "target": " , "}, "target"),
@@ -113,6 +116,23 @@ def test_a_test_notification_reaches_a_webhook_signed_and_says_what_it_answered(
     assert answer["delivered"] is False and "could not connect" in answer["detail"]
 
 
+def test_a_webhook_whose_body_never_ends_is_not_waited_for(client: FlaskClient, webhooks: WebhookServer) -> None:
+    channel = add_channel(client, "webhook", f"{webhooks.url}/trickle/for-ever")
+    started = time.monotonic()
+    answer = client.post(f"/api/channels/{channel['id']}/test").get_json()
+    # NOTIFY_TIMEOUT_SECONDS is 2 here: the body's start is read until then, not for the minute it lasts.
+    assert time.monotonic() - started < 8
+    assert answer["delivered"] is True and answer["detail"].startswith("HTTP 200 OK: ...")
+
+
+def test_a_webhook_url_that_requests_cannot_parse_is_not_quoted_in_the_detail() -> None:
+    """The detail shows on the Alerts page to every user; a webhook URL's path and password are its secret."""
+    alert = notify.Alert({}, "subject", "text", "html")
+    delivered, detail = notify.send("webhook", "http://user:hunter2@127.0.0.1:99999/hook/T0KEN", "s", alert,
+                                    notify.Transport(timeout=1))
+    assert not delivered and "hunter2" not in detail and "T0KEN" not in detail, detail
+
+
 def test_a_test_notification_goes_through_apprise(client: FlaskClient, webhooks: WebhookServer) -> None:
     channel = add_channel(client, "apprise", f"json://127.0.0.1:{webhooks.url.rsplit(':', 1)[1]}/ok/apprise")
     assert "secret" not in channel and channel["targetHint"] == "json://…"
@@ -132,6 +152,16 @@ def test_a_test_notification_is_mailed_as_plain_text_and_html(client: FlaskClien
     plain, html = message.get_body(("plain",)), message.get_body(("html",))
     assert plain is not None and "sent a test notification" in plain.get_content()
     assert html is not None and "<h2>" in html.get_content()
+
+
+@pytest.mark.parametrize("target", ["refused.one@example.com", "refused.one@example.com, ok@example.com"])
+def test_refused_addresses_are_masked_in_what_the_far_end_said(client: FlaskClient, mail: MailServer,
+                                                               target: str) -> None:
+    """The detail is on the Alerts page for every user; the addresses are as masked there as in the hint."""
+    channel = add_channel(client, "email", target)
+    answer = client.post(f"{channel['url']}/test").get_json()
+    assert answer["delivered"] is False and "r…@example.com" in answer["detail"], answer
+    assert "refused.one" not in answer["detail"]
 
 
 def test_a_channel_whose_last_deliveries_failed_is_marked_failing(app: Flask, client: FlaskClient) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -347,6 +348,9 @@ SPEC = {"path": "tests/a.spec.ts", "content": "import { test } from '@playwright
     ({"files": [{**SPEC, "path": "tests\\a.spec.ts"}]}, 422, "files[0].path", "backslash"),
     ({"files": [{**SPEC, "path": "tests//a.spec.ts"}]}, 422, "files[0].path", "empty"),
     ({"files": [{**SPEC, "path": "tests/a\x00.spec.ts"}]}, 422, "files[0].path", "control character"),
+    ({"files": [{**SPEC, "path": "tests/a\u202egnp.spec.ts"}]}, 422, "files[0].path", "control character"),
+    # The worker could not write it (ENAMETOOLONG): the run would end in an error of Supertest's.
+    ({"files": [{**SPEC, "path": f"tests/{'é' * 124}.spec.ts"}]}, 422, "files[0].path", "longer than 255 bytes"),
     ({"files": [{**SPEC, "path": ""}]}, 422, "files[0].path", "non-empty relative path"),
     ({"files": [{**SPEC, "link": "/etc/passwd"}]}, 422, "files[0]", "links and folders are not sent"),
     ({"files": [SPEC, {"path": "tests", "content": ""}]}, 422, "files", "both a file and a folder"),
@@ -453,8 +457,8 @@ def test_the_verdict_is_the_exit_code_and_flaky_tests_are_named(status: str, cod
 
 
 def test_a_linked_spec_is_sent_where_the_link_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere = tmp_path / "suite" / "elsewhere"  # elsewhere in the checkout: a link out of it is refused
+    elsewhere.mkdir(parents=True)
     (elsewhere / "shared.spec.ts").write_text("import { x } from './helper';")
     (tmp_path / "suite" / "tests").mkdir(parents=True)
     (tmp_path / "suite" / "tests" / "helper.ts").write_text("export const x = 1;")
@@ -464,3 +468,162 @@ def test_a_linked_spec_is_sent_where_the_link_is(tmp_path: Path, monkeypatch: py
     assert body["config"] is None
     assert {file["path"]: file["content"] for file in body["files"]} == {
         "helper.ts": "export const x = 1;", "shared.spec.ts": "import { x } from './helper';"}
+
+
+@pytest.mark.parametrize("case", ["import climbing out", "linked spec", "linked import", "linked config"])
+def test_nothing_outside_the_suites_folders_is_sent(case: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull request's spec must not make CI send the CI machine's files (its environment, its keys)."""
+    secret = tmp_path / "secret.ts"
+    secret.write_text("export const token = 'SECRET-OF-THE-CI-MACHINE';")
+    tests = tmp_path / "checkout" / "tests"
+    tests.mkdir(parents=True)
+    spec = tests / "a.spec.ts"
+    spec.write_text({"import climbing out": "import { token } from '../../secret';",
+                     "linked import": "import { token } from './helper';"}.get(case, "import './helper';"))
+    (tests / "helper.ts").write_text("export const token = 1;") if case != "linked import" else \
+        (tests / "helper.ts").symlink_to(secret)
+    if case == "linked spec":
+        spec.unlink()
+        spec.symlink_to(secret.with_name("secret.spec.ts"))
+        secret.rename(secret.with_name("secret.spec.ts"))
+    if case == "linked config":
+        (tmp_path / "checkout" / "playwright.config.ts").symlink_to(secret)
+    monkeypatch.chdir(tmp_path / "checkout")
+    with pytest.raises(supertest_ci.Fail) as refused:
+        supertest_ci.suite(supertest_ci.parse(["run", "tests"]))
+    assert refused.value.code == supertest_ci.USAGE and "not sent" in str(refused.value)
+
+
+def test_the_tests_words_print_as_one_line_without_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    """A title is the test author's: it must not start a line of its own in the CI log (GitHub reads
+    `::error::` lines as commands) nor send the terminal escape sequences."""
+    title = "adds\n::error file=a::forged\r\x1b[2Kcleared\u2028"
+    line = supertest_ci.test_line({"status": "failed", "file": "a\n.spec.ts", "title": title,
+                                   "error": "Error: \x1b[31mred\x1b[0m\nmore"})
+    assert line.count("\n") == 1 and "\x1b" not in line and "\r" not in line and "\u2028" not in line
+    assert "adds\\n::error file=a::forged\\r\\x1b[2Kcleared" in line
+    run = {"id": "r", "status": "failed", "reportUrl": None, "errorMessage": "\x1b]0;title\x07boom",
+           "summary": {}, "tests": [{"file": "a.spec.ts", "title": title, "status": "flaky"}]}
+    supertest_ci.report(supertest_ci.Client("http://supertest.invalid", "t"), run, None)
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\n::error" not in out and "\x07" not in err
+
+
+HOSTILE_CONFIG = """import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// Code at the top of a config runs wherever Playwright loads it: it must be in the sandbox only.
+fs.appendFileSync(path.join(os.tmpdir(), 'config-ran'),
+  JSON.stringify({ uid: process.getuid(), env: Object.keys(process.env) }) + '\\n');
+
+export default {
+  globalSetup: './global-setup.ts',
+  testDir: '/',
+  outputDir: '%(elsewhere)s',
+  workers: 50,
+  use: { channel: 'msedge', connectOptions: { wsEndpoint: 'ws://127.0.0.1:9' },
+         launchOptions: { executablePath: '/bin/false' }, baseURL: 'http://127.0.0.1:9' },
+  projects: [{ name: 'mine', use: { connectOptions: { wsEndpoint: 'ws://127.0.0.1:9' } } }],
+};
+"""
+HOSTILE_SPEC = """import { test, expect } from '@playwright/test';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+test('the config ran as this test and asked for nothing it got', async ({ page, baseURL }) => {
+  const lines = fs.readFileSync(path.join(os.tmpdir(), 'config-ran'), 'utf8').trim().split('\\n');
+  const seen = lines.map((line) => JSON.parse(line));
+  for (const each of seen) {
+    expect(each.uid).toBe(process.getuid());
+    expect(each.env).not.toContain('SECRET_KEY');
+    expect(each.env).not.toContain('DATABASE_URL');
+  }
+  expect(fs.existsSync(path.join(os.tmpdir(), 'global-setup-ran'))).toBe(false);
+  expect(baseURL).toBe('http://127.0.0.1:9');  // an allowed key is honoured
+  await page.setContent('<p>in Supertest\\'s Chromium</p>');  // not msedge, /bin/false or a remote browser
+  await expect(page.locator('p')).toHaveText("in Supertest's Chromium");
+});
+"""
+
+
+def test_a_suites_config_runs_in_the_sandbox_and_gets_none_of_supertests_settings(
+        client: FlaskClient, worker, tmp_path: Path) -> None:
+    """globalSetup, testDir, outputDir, workers, a browser's channel, launch or connect options, a project's
+    use: none is honoured; the config's own code runs as the test does, without the app's environment."""
+    elsewhere = tmp_path / "elsewhere"
+    response = client.post("/api/runs", json={
+        "config": HOSTILE_CONFIG % {"elsewhere": elsewhere},
+        "files": [{"path": "config.spec.ts", "content": HOSTILE_SPEC},
+                  {"path": "global-setup.ts", "content": "import * as fs from 'fs'; import * as os from 'os';\n"
+                   "export default () => fs.writeFileSync(os.tmpdir() + '/global-setup-ran', 'yes');"}]})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run = client.get(f"/api/runs/{response.get_json()['runId']}?wait=180").get_json()
+    assert run["status"] == "passed" and run["summary"]["passed"] == 1, run
+    assert not elsewhere.exists()
+
+
+def test_the_token_is_not_sent_where_a_redirect_leads_elsewhere() -> None:
+    """urllib hands every header to the host a redirect names: SUPERTEST_TOKEN goes to Supertest only."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/to/"):
+                self.send_response(302)
+                self.send_header("Location", self.path[len("/to/"):])
+                self.end_headers()
+                return
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = serve("127.0.0.1", Answer)
+    port = server.server_address[1]
+    try:
+        client = supertest_ci.Client(f"http://127.0.0.1:{port}", "the-token")
+        client.request("GET", f"/to/http://127.0.0.1:{port}/same")
+        client.request("GET", f"/to/http://localhost:{port}/other-host")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/same", "Bearer the-token"), ("/other-host", None)]
+
+
+@pytest.mark.parametrize("answer", ["endless line", "bad events", "huge json"])
+def test_a_hostile_answer_ends_in_a_clear_failure_not_a_crash_or_all_memory(answer: str) -> None:
+    """A live stream whose line never ends, events that are not JSON objects, an answer past any size."""
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            try:
+                if self.path.endswith("/events") and answer == "bad events":
+                    self.wfile.write(b"event: test\ndata: [1, 2]\n\nevent: test\ndata: {nope\n\n")
+                elif self.path.endswith("/events") or answer == "huge json":
+                    while True:  # for ever, until the client stops reading
+                        self.wfile.write(b"data: " if self.path.endswith("/events") else b"[" + b"0," * 65536)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = serve("127.0.0.1", Hostile)
+    client = supertest_ci.Client(f"http://127.0.0.1:{server.server_address[1]}", "t")
+    try:
+        if answer == "huge json":
+            with pytest.raises(supertest_ci.Fail, match="over 67108864 bytes"):
+                client.request("GET", "/api/runs/r")
+        else:
+            assert supertest_ci.stream(client, "r", time.monotonic() + 20) is None
+    finally:
+        server.shutdown()
+        server.server_close()

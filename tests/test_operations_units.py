@@ -46,6 +46,17 @@ def test_the_text_format_keeps_a_traceback_after_the_line_and_its_run() -> None:
     assert first == "hello run=r1" and "ValueError: boom" in rest
 
 
+@pytest.mark.parametrize("inner", [None, logging.Formatter("%(levelname)s %(message)s")])
+def test_the_text_format_keeps_a_message_on_its_line(inner: logging.Formatter | None) -> None:
+    """A file a run left behind (or a URL's path) named to look like another log line stays in its own."""
+    made = record("run %s: left out of its report: %s", runId="r1", jobId=None)
+    made.args = ("r1", "a\n2026-11-30 11:00:00,000 ERROR supertest: forged\r\x1b[2K\u2028")
+    line = logs.TextFormatter(inner).format(made)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert line.endswith("a\\n2026-11-30 11:00:00,000 ERROR supertest: forged\\r\\x1b[2K\\u2028 run=r1")
+    assert made.getMessage().startswith("run r1: left out of its report: a\n")  # the record itself is untouched
+
+
 @pytest.mark.parametrize(("extra", "exc", "expected"), [
     ({"runId": None, "jobId": None}, False, {"runId": None, "jobId": None, "message": "hello"}),
     ({"runId": "r1", "jobId": "j1"}, False, {"runId": "r1", "jobId": "j1", "message": "hello"}),

@@ -167,3 +167,15 @@ def test_sqlite_keeps_foreign_keys_on_after_migrating(tmp_path: Path) -> None:
     with app.app_context():
         upgrade()
         assert db.session.execute(db.text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"SMTP_URL": "smtp://mailer:hunter2@"}, "smtp://mailer:***@"),
+    ({"SMTP_URL": "http://mailer:hunter2@mail.example.com"}, "http://mailer:***@mail.example.com"),
+    ({"DATABASE_URL": "mysql://app:hunter2@db/app"}, "mysql://app:***@db/app"),
+])
+def test_a_bad_url_setting_is_named_without_its_password(env: dict[str, str], says: str) -> None:
+    """Startup errors go to the log: the URL is shown so the operator sees what is wrong, its password is not."""
+    with pytest.raises(config.ConfigError) as refused:
+        config.from_env({"SECRET_KEY": "x", **env})
+    assert says in str(refused.value) and "hunter2" not in str(refused.value)

@@ -37,6 +37,11 @@ IMPORTS = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)(['"])
 EXTENSIONS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts", ".json")
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the server's own limits are lower; this only keeps memory sane
 DEFAULT_WAIT = 3600.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # of one JSON answer: a run of thousands of tests is far less
+MAX_EVENT_BYTES = 1024 * 1024  # of one live event: a stream that never ends a line is left for long polls
+# What a test's title or error may not print raw: a newline starts a line CI reads as its own
+# (GitHub's ::workflow commands), an escape sequence rewrites the log's display.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Fail(Exception):
@@ -128,14 +133,31 @@ def read_text(path: Path) -> str:
         raise Fail(USAGE, f"{path} is not UTF-8 text; only text files can be sent") from None
 
 
-def collect(specs: list[Path]) -> dict[Path, str]:
-    """The specs and every file they import, transitively."""
+def roots_of(paths: list[str], config: Path | None) -> list[Path]:
+    """The folders a suite's files may come from: the working folder, the PATHs' and the config's."""
+    given = [Path(path) if Path(path).is_dir() else Path(path).parent for path in paths]
+    return [Path(os.path.realpath(folder)) for folder in [Path.cwd(), *given, *([config.parent] if config else [])]]
+
+
+def check_inside(path: Path, roots: list[Path]) -> None:
+    """Refuse a file that is, or links to, something outside `roots`: an import of '../../../proc/self/environ'
+    or a link to ~/.ssh in a pull request must not send the CI machine's secrets to the tests."""
+    real = Path(os.path.realpath(path))
+    if not any(real == root or root in real.parents for root in roots):
+        raise Fail(USAGE, f"{path} is outside the suite's folders ({', '.join(map(str, roots))}), "
+                          f"or links out of them; it is not sent")
+
+
+def collect(specs: list[Path], roots: list[Path] | None = None) -> dict[Path, str]:
+    """The specs and every file they import, transitively, each inside `roots` (when given)."""
     files: dict[Path, str] = {}
     pending = list(specs)
     while pending:
         path = pending.pop()
         if path in files:
             continue
+        if roots is not None:
+            check_inside(path, roots)
         files[path] = text = read_text(path)
         if path.suffix == ".json":
             continue
@@ -167,7 +189,10 @@ def find_config(paths: list[str], given: str | None) -> Path | None:
 def suite(args: argparse.Namespace) -> dict[str, Any]:
     """The body of POST /api/runs: the files at their paths relative to the suite's root."""
     config = find_config(args.paths, args.config)
-    files = collect(find_specs(args.paths))
+    roots = roots_of(args.paths, config)
+    if config:
+        check_inside(config, roots)
+    files = collect(find_specs(args.paths), roots)
     if config:
         files.pop(config, None)
     folders = [path.parent for path in files] + ([config.parent] if config else [])
@@ -188,6 +213,27 @@ def suite(args: argparse.Namespace) -> dict[str, Any]:
 
 # Talking to Supertest ------------------------------------------------------------------------
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+class Redirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed, but the token is sent to Supertest's own origin only (and its https
+    twin): urllib would hand SUPERTEST_TOKEN to whatever host a redirect names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        was, now = origin(req.full_url), origin(newurl)
+        upgrade = was[0] == "http" and was[2] == 80 and now == ("https", was[1], 443)
+        if new is not None and now != was and not upgrade:
+            new.remove_header("Authorization")
+        return new
+
+
+OPENER = urllib.request.build_opener(Redirects)
+
+
 class Client:
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url.rstrip("/"), token
@@ -196,7 +242,13 @@ class Client:
         """The JSON answer; Fail(3) for a 4xx (its message), Fail(4) for no answer or a 5xx."""
         response = self.open(method, path, body, timeout)
         with response:
-            return json.loads(response.read() or b"null")
+            answer = response.read(MAX_ANSWER_BYTES + 1)
+        if len(answer) > MAX_ANSWER_BYTES:
+            raise Fail(UNREACHABLE, f"Supertest's answer to {method} {path} is over {MAX_ANSWER_BYTES} bytes")
+        try:
+            return json.loads(answer or b"null")
+        except ValueError:
+            raise Fail(UNREACHABLE, f"Supertest's answer to {method} {path} is not JSON") from None
 
     def open(self, method: str, path: str, body: Any = None, timeout: float = 60, accept: str = "application/json"):
         data = json.dumps(body).encode() if body is not None else None
@@ -204,7 +256,7 @@ class Client:
             "Authorization": f"Bearer {self.token}", "Accept": accept, "User-Agent": "supertest-ci",
             **({"Content-Type": "application/json"} if data is not None else {})})
         try:
-            return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (the user's own URL)
+            return OPENER.open(request, timeout=timeout)  # the user's own URL
         except urllib.error.HTTPError as error:
             message = problem_text(error)
             if error.code >= 500:
@@ -262,14 +314,15 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
     first or the wait ran out."""
     wait = max(1.0, min(30.0, deadline - time.monotonic()))  # pings come every 15 s
     response = client.open("GET", f"/api/runs/{run_id}/events", timeout=wait, accept="text/event-stream")
-    event, data = "message", []
+    event = "message"
+    data: list[str] = []
     with response:
         while time.monotonic() < deadline:
             try:
-                raw = response.readline()
+                raw = response.readline(MAX_EVENT_BYTES)
             except OSError:  # a timeout (pings come every 15 s) or a lost connection: long polls take over
                 return None
-            if not raw:
+            if not raw or len(raw) >= MAX_EVENT_BYTES or sum(map(len, data)) > MAX_EVENT_BYTES:
                 return None
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("event:"):
@@ -277,8 +330,13 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
             elif line.startswith("data:"):
                 data.append(line[5:].strip())
             elif not line and data:
-                payload = json.loads("\n".join(data))
-                if event == "test" and payload.get("status") != "retrying":
+                try:
+                    payload = json.loads("\n".join(data))
+                except ValueError:
+                    payload = None
+                if not isinstance(payload, dict):  # not an event of ours: skipped
+                    pass
+                elif event == "test" and payload.get("status") != "retrying":
                     print(test_line(payload), flush=True)
                 elif event == "status" and payload.get("status") in TERMINAL:
                     return client.request("GET", f"/api/runs/{run_id}")
@@ -286,12 +344,18 @@ def stream(client: Client, run_id: str, deadline: float) -> dict[str, Any] | Non
     return None
 
 
+def shown(value: Any) -> str:
+    """Text from the server (the tests' own words), safe to print on one line of a CI log."""
+    return CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), str(value))
+
+
 def test_line(test: dict[str, Any]) -> str:
     took = test.get("durationMs")
     seconds = f" ({took / 1000:.1f} s)" if isinstance(took, int | float) else ""
-    line = f"{str(test.get('status')):<11} {test.get('file')} › {test.get('title')}{seconds}"
+    line = f"{shown(test.get('status')):<11} {shown(test.get('file'))} › {shown(test.get('title'))}{seconds}"
     error = str(test.get("error") or "").strip()
-    return f"{line}\n{'':<12}{error.splitlines()[0][:300]}" if error and test.get("status") != "passed" else line
+    return f"{line}\n{'':<12}{shown(error.splitlines()[0][:300])}" if error and test.get("status") != "passed" \
+        else line
 
 
 def report(client: Client, run: dict[str, Any], junit: str | None) -> int:
@@ -301,9 +365,9 @@ def report(client: Client, run: dict[str, Any], junit: str | None) -> int:
           f"{summary.get('failed', 0)} failed, {summary.get('flaky', 0)} flaky, {summary.get('skipped', 0)} skipped")
     for test in run.get("tests") or []:
         if test.get("status") == "flaky":
-            print(f"flaky: {test.get('file')} › {test.get('title')}")
+            print(f"flaky: {shown(test.get('file'))} › {shown(test.get('title'))}")
     if run.get("errorMessage") and status != "passed":
-        print(run["errorMessage"].strip().splitlines()[0][:500], file=sys.stderr)
+        print(shown(run["errorMessage"].strip().splitlines()[0][:500]), file=sys.stderr)
     print(f"Run: {client.url}/runs/{run['id']}")
     if run.get("reportUrl"):
         print(f"Report: {client.url}{run['reportUrl']}")

@@ -54,7 +54,11 @@ def check_target(kind: str, target: Any) -> str:
         raise ValidationError(f"target is required, at most {MAX_TARGET_CHARS} characters", "target")
     target = target.strip()
     if kind == "webhook":
-        parts = urlparse(target)
+        try:
+            parts = urlparse(target)
+            parts.port  # noqa: B018 (raises ValueError past 65535: requests would echo the URL, secrets and all)
+        except ValueError:
+            raise ValidationError("target must be an http:// or https:// URL for a webhook", "target") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValidationError("target must be an http:// or https:// URL for a webhook", "target")
     elif kind == "email":

@@ -11,6 +11,7 @@ import json
 import logging
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -62,14 +63,26 @@ def _webhook(url: str, secret: str, alert: Alert, timeout: float) -> tuple[bool,
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
                "User-Agent": "Supertest-Alerts"}
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+        # Streamed, and only the start read: a far end that sends a body for ever is not waited for.
+        with requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                           stream=True) as response:
+            answer = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            text = _start_of(response, time.monotonic() + timeout).strip()[:DETAIL_CHARS]
     except requests.Timeout:
         return False, f"no answer within {timeout:g} s"
-    except requests.RequestException as error:
-        return False, f"could not connect: {_reason(error)}"
-    answer = f"HTTP {response.status_code} {response.reason or ''}".strip()
-    text = response.text.strip()[:DETAIL_CHARS]
+    except requests.RequestException as error:  # its words may quote the URL: its path and password are secret
+        return False, f"could not connect: {_reason(error)}".replace(url, "the webhook's URL")
     return 200 <= response.status_code < 300, f"{answer}: {text}" if text else answer
+
+
+def _start_of(response: requests.Response, deadline: float) -> str:
+    """The first DETAIL_CHARS of a body, or what of them came by `deadline`."""
+    start = b""
+    for chunk in response.iter_content(chunk_size=1):  # a byte at a time: a trickle cannot outlast the deadline
+        start += chunk
+        if len(start) >= 4 * DETAIL_CHARS or time.monotonic() > deadline:
+            break
+    return start.decode(response.encoding or "utf-8", "replace")
 
 
 def _reason(error: BaseException) -> str:
@@ -81,6 +94,13 @@ def _reason(error: BaseException) -> str:
 
 def recipients(target: str) -> list[str]:
     return [address.strip() for address in target.split(",") if address.strip()]
+
+
+def masked(detail: str, addresses: list[str]) -> str:
+    """A delivery's detail (shown to every user) with the channel's addresses masked as its hint masks them."""
+    for address in addresses:
+        detail = detail.replace(address, f"{address[0]}…@{address.partition('@')[2]}")
+    return detail
 
 
 def _email(target: str, alert: Alert, transport: Transport) -> tuple[bool, str]:
@@ -104,9 +124,9 @@ def _email(target: str, alert: Alert, transport: Transport) -> tuple[bool, str]:
                 smtp.login(unquote(url.username), unquote(url.password or ""))
             refused = smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as error:
-        return False, f"SMTP {host}:{port}: {error or type(error).__name__}"
+        return False, masked(f"SMTP {host}:{port}: {error or type(error).__name__}", recipients(target))
     if refused:
-        return False, f"SMTP {host}:{port} refused {', '.join(refused)}"
+        return False, masked(f"SMTP {host}:{port} refused {', '.join(refused)}", recipients(target))
     return True, f"SMTP {host}:{port} accepted the mail for {len(recipients(target))} recipient(s)"
 
 

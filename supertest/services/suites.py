@@ -18,6 +18,9 @@ from supertest.services.validation import MAX_RETRIES, MAX_TITLE_CHARS, Validati
 CONFIG_FILE = "playwright.config.ts"
 CONFIG_NAMES = re.compile(r"playwright\.config\.[cm]?[jt]s")
 MAX_PATH_CHARS = 500  # RunTest.filename, RunFile.path
+MAX_NAME_BYTES = 255  # of one folder's or file's name: the worker could not write a longer one
+# Characters that make a name read otherwise than it is on a page or in a log: line separators, bidi overrides.
+INVISIBLE = frozenset("\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_WORKERS = 32  # asked for; a run gets at most MAX_CONCURRENT_TESTS
 # Playwright's default testMatch, **/*.@(spec|test).?(c|m)[jt]s?(x), as a regex on the path.
 DEFAULT_TEST = re.compile(r"\.(?:spec|test)\.[cm]?[jt]sx?$")
@@ -91,8 +94,10 @@ def check_path(path: Any, field: str) -> str:
         problem = "is absolute; send paths relative to the suite's folder"
     elif "\\" in path:
         problem = "holds a backslash; separate folders with '/'"
-    elif any(ord(char) < 32 or ord(char) == 127 for char in path):
+    elif any(ord(char) < 32 or 127 <= ord(char) < 160 or char in INVISIBLE for char in path):
         problem = "holds a control character"
+    elif any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in path.split("/")):
+        problem = f"has a name longer than {MAX_NAME_BYTES} bytes, more than a file system takes"
     elif ".." in path.split("/"):
         problem = "climbs out of the suite's folder with '..'"
     elif any(part in ("", ".") for part in path.split("/")):
