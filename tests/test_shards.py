@@ -123,6 +123,12 @@ def test_eight_tests_over_four_shards_are_one_run(pair: dict[str, Any]) -> None:
     base = f"/api/test-results/{run['id']}/report"
     assert client.get(f"{base}/{traces[0]}").status_code == 200
     assert client.get(f"{base}/trace/index.html").status_code == 200  # the trace viewer
+    # Each shard's own report stays reachable.
+    assert client.get(shards[1]["reportUrl"]).status_code == 200
+    # The run page shows the plan: each shard, its tests, expected and actual time, its worker.
+    page = client.get(f"/runs/{run['id']}").get_data(as_text=True)
+    assert "4 shards" in page and "Shard 4" in page and "expected" in page and shards[0]["worker"] in page
+    assert all(file in page for shard in shards for file in shard["files"])
     junit = client.get(f"/api/runs/{run['id']}/junit.xml")
     assert junit.status_code == 200 and junit.get_data(as_text=True).count("<testcase") == 8
 

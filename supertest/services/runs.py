@@ -364,8 +364,12 @@ def delete_runs(query: Select) -> int:
     deleted = 0
     reports = current_app.extensions["reports"]
     for run in db.session.scalars(query).all():
-        if run.report_store:
-            reports.delete(run.id, run.kind, run.report_store)
+        # A sharded run's shards keep reports (their own, their blobs) under the run's prefix too.
+        parts = run.run_shards if run.shards > 1 else []
+        stores = {where for where in (run.report_store, *(shard.report_store for shard in parts),
+                                      *(shard.blob_store for shard in parts)) if where}
+        for where in sorted(stores):
+            reports.delete(run.id, run.kind, where)
         db.session.delete(run)
         db.session.commit()
         deleted += 1

@@ -115,7 +115,9 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
 def shard_json(shard: RunShard) -> dict[str, Any]:
     return {"index": shard.index, "files": list(shard.files), "expectedMs": shard.expected_ms,
             "status": shard.status, "attempt": shard.attempt, "worker": shard.worker,
-            "durationMs": shard.duration_ms}
+            "durationMs": shard.duration_ms,
+            "reportUrl": f"/api/test-results/{shard.run_id}/shards/{shard.index}/report/index.html"
+            if shard.report_store else None}
 
 
 def cases_by_run_test(run: Run) -> dict[int | None, list[dict[str, Any]]]:
