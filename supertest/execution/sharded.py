@@ -164,7 +164,9 @@ def conclude(run_id: str) -> None:
     if run is None:
         return
     status, message = shards.verdict(run.run_shards)
-    store, note = merge(run)
+    # Beating while it merges: the reaper takes a merge over only from a lost worker (shards.unmerged).
+    with RunWatch(db.engine, run_id, run.attempt, current_app.config["HEARTBEAT_SECONDS"]):
+        store, note = merge(run)
     text = "\n\n".join(part for part in (message, note) if part) or None
     ended = _patiently(lambda: runs.end_sharded(run_id, status, text, store))
     log.info("run %s: all %s shards ended; the run ends %s", run_id, len(run.run_shards),
