@@ -68,12 +68,18 @@ def playwright_shards(settings: dict, specs: list[workspace.TestFile]) -> list[f
                 command, cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 env=runner.child_env(run_dir, tmp_dir, settings["PLAYWRIGHT_BROWSERS_PATH"]))))
-        times = []
-        for started, process in processes:
-            if process.wait(timeout=300) != 0:
-                raise BenchError(f"playwright test --shard exited {process.returncode}")
-            times.append(time.perf_counter() - started)
-        return times
+        times: dict[int, float] = {}
+        deadline = time.perf_counter() + 300
+        while len(times) < len(processes):  # each one's time as it ends, whichever ends first
+            if time.perf_counter() > deadline:
+                raise BenchError("playwright test --shard took over 300 s")
+            for i, (started, process) in enumerate(processes):
+                if i not in times and process.poll() is not None:
+                    if process.returncode != 0:
+                        raise BenchError(f"playwright test --shard exited {process.returncode}")
+                    times[i] = time.perf_counter() - started
+            time.sleep(0.05)
+        return [times[i] for i in range(len(processes))]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
