@@ -182,3 +182,27 @@ def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> No
     run = wait_for_run(client, response.get_json()["runId"])
     assert run["status"] == "passed" and len(run["shards"]) == 2 and run["summary"]["total"] == 3, run
     assert client.post("/api/runs", json={"files": files, "shards": "two"}).status_code == 422
+
+
+HANGS = """import { test } from '@playwright/test';
+
+test('waits for ever', async ({ page }) => {
+  test.setTimeout(0);
+  await page.setContent('<p>waiting</p>');
+  await new Promise(() => {});
+});
+"""
+
+
+def test_a_shard_past_the_runs_time_limit_ends_the_run_timeout_with_what_there_is(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, ids = sharded_job(client, "shard past its limit", [passing_script("quick in time"), HANGS], 2)
+    assert client.put(f"/api/jobs/{job_id}", json={"timeoutMs": 20000}).status_code == 200
+    run = wait_for_run(client, start_job(client, job_id)["runId"], timeout=90)
+    assert run["status"] == "timeout", run
+    assert "limit of 20 s" in run["errorMessage"] and run["durationMs"] < 20_000 + 20_000
+    assert sorted(shard["status"] for shard in run["shards"]) == ["passed", "timeout"]
+    assert {result["testId"]: result["status"] for result in run["tests"]} == {ids[0]: "passed", ids[1]: "interrupted"}
+    # The results so far, merged: the quick test's and the stopped one's.
+    assert report_summary(client, run["id"])["stats"]["total"] == 2
+    assert run_processes(run["id"]) == []
