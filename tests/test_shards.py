@@ -174,6 +174,14 @@ def test_a_shard_whose_worker_dies_runs_again_on_its_own(pair: dict[str, Any]) -
     assert run_processes(run_id) == []
 
 
+def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, _ = sharded_job(client, "auto shards", [passing_script(f"auto {n}") for n in range(3)], "auto")
+    run = wait_for_run(client, start_job(client, job_id)["runId"])
+    # Four free slots (two workers of two threads), three tests: three shards.
+    assert run["status"] == "passed" and len(run["shards"]) == 3, run
+
+
 def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> None:
     client = pair["app"].test_client()
     files = [{"path": f"t{n}.spec.ts", "content": passing_script(f"ad hoc {n}")} for n in range(3)]
