@@ -133,6 +133,14 @@ def test_eight_tests_over_four_shards_are_one_run(pair: dict[str, Any]) -> None:
     assert junit.status_code == 200 and junit.get_data(as_text=True).count("<testcase") == 8
 
 
+def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, _ = sharded_job(client, "auto shards", [passing_script(f"auto {n}") for n in range(3)], "auto")
+    run = wait_for_run(client, start_job(client, job_id)["runId"])
+    # Four free slots (two workers of two threads; before the test that kills one), three tests: three shards.
+    assert run["status"] == "passed" and len(run["shards"]) == 3, run
+
+
 def test_cancel_stops_every_shard(pair: dict[str, Any]) -> None:
     client = pair["app"].test_client()
     job_id, _ = sharded_job(client, "cancelled shards", [waits(40), waits(40)], 2)
@@ -172,14 +180,6 @@ def test_a_shard_whose_worker_dies_runs_again_on_its_own(pair: dict[str, Any]) -
     assert sorted(result["testId"] for result in run["tests"]) == sorted(ids)  # one result each
     assert report_summary(client, run_id)["stats"]["total"] == 4
     assert run_processes(run_id) == []
-
-
-def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:
-    client = pair["app"].test_client()
-    job_id, _ = sharded_job(client, "auto shards", [passing_script(f"auto {n}") for n in range(3)], "auto")
-    run = wait_for_run(client, start_job(client, job_id)["runId"])
-    # Four free slots (two workers of two threads), three tests: three shards.
-    assert run["status"] == "passed" and len(run["shards"]) == 3, run
 
 
 def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> None:
