@@ -184,6 +184,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REPORTS_DIR": Path(env.get("REPORTS_DIR", "").strip() or INSTANCE_DIR / "reports"),
         "RUNS_DIR": Path(env.get("RUNS_DIR", "").strip() or INSTANCE_DIR / "runs"),
         "MAX_CONCURRENT_TESTS": _int(env, "MAX_CONCURRENT_TESTS", 3),
+        # The most shards a job run may be split into (a job's shards setting, and "auto").
+        "MAX_SHARDS": _int(env, "MAX_SHARDS", 8),
         # Runs at once on this machine, over all its worker processes (slots.py); 0 (unset): no limit
         # beyond each worker process's WORKER_THREADS.
         "MAX_RUNS_PER_MACHINE": _int(env, "MAX_RUNS_PER_MACHINE", 0),

@@ -17,8 +17,9 @@ from flask import Flask
 from supertest import registry
 from supertest.connections import redis_client
 from supertest.execution import preflight, sandbox_problem, worker_facts, worker_id
+from supertest.execution.sharded import conclude
 from supertest.models import utcnow
-from supertest.services import reports, retention, runs
+from supertest.services import reports, retention, runs, shards
 
 log = logging.getLogger(__name__)
 RETENTION_SECONDS = 600  # how often old runs are looked for; retention is counted in days
@@ -44,7 +45,7 @@ class Housekeeping(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         config = self.app.config
         for name, seconds, job in (
-            ("reaper", config["HEARTBEAT_SECONDS"], lambda: runs.reap(config["WORKER_LOST_SECONDS"])),
+            ("reaper", config["HEARTBEAT_SECONDS"], lambda: _reap(config["WORKER_LOST_SECONDS"])),
             ("report-uploader", config["REPORT_RETRY_SECONDS"], reports.upload_kept_reports),
             ("sandbox-check", config["HEARTBEAT_SECONDS"], self._announce_sandbox),
             ("retention", RETENTION_SECONDS, retention.prune),
@@ -52,6 +53,7 @@ class Housekeeping(Middleware):
             threading.Thread(target=self._every, args=(seconds, job), name=name, daemon=True).start()
         threading.Thread(target=self._now, args=(self._announce_sandbox,), name="sandbox-check", daemon=True).start()
         self.started_at = utcnow().isoformat()
+        self.slots = getattr(getattr(broker, "slots", None), "size", 1)  # for shards: "auto"
         self.registration = threading.Thread(target=self._register, name="registration", daemon=True)
         self.registration.start()
 
@@ -77,6 +79,7 @@ class Housekeeping(Middleware):
 
     def _entry(self, facts: dict[str, Any]) -> dict[str, Any]:
         return {"id": worker_id(), "host": socket.gethostname(), "pid": os.getpid(), "startedAt": self.started_at,
+                "slots": getattr(self, "slots", 1),
                 "heartbeatAt": utcnow().isoformat(), **facts}
 
     def _announce_sandbox(self) -> None:
@@ -113,6 +116,15 @@ class Housekeeping(Middleware):
                 except Exception:  # the database or Redis is down: try again on the next pass
                     log.warning("%s failed; trying again in %s s", threading.current_thread().name, seconds,
                                 exc_info=True)
+
+
+def _reap(stale_seconds: float) -> None:
+    """Runs and shards whose worker was lost go back to the queue; a sharded run whose merging
+    worker was lost is merged and ended here."""
+    runs.reap(stale_seconds)
+    shards.reap(stale_seconds)
+    for run_id in shards.unmerged(stale_seconds):
+        conclude(run_id)
 
 
 def _facts() -> dict[str, Any]:

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from supertest.encryption import EncryptedText
@@ -56,6 +56,8 @@ class Job(Model):
     timeout_ms: Mapped[int | None] = mapped_column()
     # How many days this job's finished runs are kept; None means RUN_RETENTION_DAYS.
     retention_days: Mapped[int | None] = mapped_column()
+    # How many shards its runs are split into (shards.py); 0 means "auto".
+    shards: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     last_run_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
@@ -125,6 +127,8 @@ class Run(Model):
     finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     # The slot a scheduled run (trigger "schedule") was for.
     scheduled_for: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    # How many shards it asked for (0: auto, worked out when it is queued); 1 is an unsharded run.
+    shards: Mapped[int] = mapped_column(default=1, server_default="1")
 
     test: Mapped[Test | None] = relationship()
     job: Mapped[Job | None] = relationship()
@@ -136,6 +140,8 @@ class Run(Model):
     )
     files: Mapped[list[RunFile]] = relationship(order_by="RunFile.id", cascade="all, delete-orphan",
                                                 passive_deletes=True)
+    run_shards: Mapped[list[RunShard]] = relationship(order_by="RunShard.index", cascade="all, delete-orphan",
+                                                      passive_deletes=True)
 
     @property
     def finished(self) -> bool:
@@ -384,3 +390,38 @@ class ScheduleSlot(Model):
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
 
     run: Mapped[Run | None] = relationship()
+
+
+class RunShard(Model):
+    """A part of a sharded run: some of its tests, run by any worker as its own message, with its own
+    attempts (the reaper hands a lost shard back on its own). The run ends once all of them have."""
+
+    __tablename__ = "run_shards"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(primary_key=True)
+    # The file names of its run tests, and how long they were expected to take (from history).
+    files: Mapped[list[str]] = mapped_column(JSON)
+    expected_ms: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(12), default=PENDING)
+    attempt: Mapped[int] = mapped_column(default=1)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    # Where the shard's own HTML report and its blob report (for the merge) were stored.
+    report_store: Mapped[str | None] = mapped_column(String(10))
+    blob_store: Mapped[str | None] = mapped_column(String(10))
+
+    run: Mapped[Run] = relationship(back_populates="run_shards")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)

@@ -9,6 +9,7 @@ from flask import current_app
 
 from supertest.config import MAX_TIMEOUT_MS
 from supertest.execution import execute_run
+from supertest.execution.sharded import execute_shard
 from supertest.services import alerts
 
 TEST_QUEUE = "test-execution"
@@ -23,9 +24,12 @@ def execute_test_run(run_id: str) -> None:
     execute_run(run_id)
 
 
-def execute_job_run(run_id: str) -> None:
-    """Run all the tests of a job by its run id."""
-    execute_run(run_id)
+def execute_job_run(run_id: str, shard: int | None = None) -> None:
+    """Run all the tests of a job by its run id, or one shard of them (services/shards.py)."""
+    if shard is None:
+        execute_run(run_id)
+    else:
+        execute_shard(run_id, shard)
 
 
 def deliver_alert(delivery_id: str, attempt: int) -> None:

@@ -26,7 +26,7 @@ from supertest.execution import collect, preflight, processes, redact, results, 
 from supertest.execution.progress import Progress
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
-from supertest.models import Run
+from supertest.models import Run, RunTest
 from supertest.outcomes import ERROR, FAILED, PASSED, TIMEOUT, run_passed, test_fate
 from supertest.services import runs, suites, variables
 
@@ -36,6 +36,7 @@ T = TypeVar("T")
 
 
 RESULTS = "supertest-results.json"
+BLOB = "blob-report"  # a shard's blob report's folder
 
 
 def worker_id() -> str:
@@ -120,19 +121,35 @@ def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> 
         current_app.extensions["reports"].delete(run.id, run.kind, store)  # deleted while it ran: keep nothing
 
 
+@dataclass(frozen=True)
+class Part:
+    """What a shard runs of its run (sharded.py): its tests, the seconds left of the run's time
+    limit, its blob report's file name, and how its live progress reaches the run's viewers."""
+
+    run_tests: list[RunTest]
+    seconds: float
+    blob: str
+    publish: Callable[[str, dict[str, Any]], None]
+
+
 def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
-            stop: threading.Event) -> runner.Outcome:
+            stop: threading.Event, part: Part | None = None) -> runner.Outcome:
     """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
-    files = [workspace.TestFile(run_test.filename, run_test.script) for run_test in run.run_tests]
+    run_tests = part.run_tests if part else run.run_tests
+    files = [workspace.TestFile(run_test.filename, run_test.script) for run_test in run_tests]
     # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers
     # (or fewer, if an ad-hoc run asked for fewer).
     workers = min(run.workers or config["MAX_CONCURRENT_TESTS"], config["MAX_CONCURRENT_TESTS"]) \
         if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
-    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run))
+    if part:  # a shard's blob report is what the run's one report is merged from
+        settings["reporter"].append(["blob", {"outputDir": BLOB, "fileName": part.blob}])
+    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests))
     redis = redis_client()  # the reporter's lines are read on a thread without an app context
-    progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run.run_tests},
-                        lambda name, data: events.publish(run.id, name, redact.redact_json(data, secrets), redis))
+    publish = part.publish if part else \
+        (lambda name, data: events.publish(run.id, name, data, redis))
+    progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run_tests},
+                        lambda name, data: publish(name, redact.redact_json(data, secrets)))
     node, readable = _node_and_readable(config)
     command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
     launch = _sandbox(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
@@ -140,26 +157,28 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
         return runner.run_playwright(
             launch.argv, space.run_dir,
             {**given, **runner.child_env(space.run_dir, space.tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
-            run.timeout_ms / 1000, progress, stop, launch.preexec,
+            part.seconds if part else run.timeout_ms / 1000, progress, stop, launch.preexec,
         )
     finally:
         if space.ids:  # nothing of the test may run on while the worker reads what it left
             processes.kill_user(space.ids[0])
 
 
-def _suite(run: Run) -> workspace.Suite | None:
-    """An ad-hoc run's support files and config (services/suites.py); None for any other run."""
+def _suite(run: Run, run_tests: list[RunTest]) -> workspace.Suite | None:
+    """An ad-hoc run's support files and config (services/suites.py); None for any other run.
+    `run_tests`: the specs Playwright runs (a shard's, or all the run's)."""
     if not run.files:
         return None
     config = next((file.path for file in run.files if file.path == suites.CONFIG_FILE), None)
     return workspace.Suite([workspace.TestFile(file.path, file.content) for file in run.files],
-                           [run_test.filename for run_test in run.run_tests], config)
+                           [run_test.filename for run_test in run_tests], config)
 
 
-def _collect(run: Run, space: Workspace, config: Any) -> collect.Collected:
+def _collect(run: Run, space: Workspace, config: Any,
+             names: tuple[str, ...] = (RESULTS, "report")) -> collect.Collected:
     """Copy the results and the report out of the run's directory, links and oddities left out."""
     limits = collect.Limits(config["REPORT_MAX_MB"] * collect.MB, config["REPORT_MAX_FILES"])
-    collected = collect.collect(space.run_dir, [RESULTS, "report"], space.kept, limits, space.ids)
+    collected = collect.collect(space.run_dir, list(names), space.kept, limits, space.ids)
     if collected.left_out:
         log.warning("run %s: left out of its report: %s", run.id,
                     "; ".join(f"{path} ({why})" for path, why in collected.left_out[:50]))

@@ -83,7 +83,8 @@ def update(job: Job, fields: dict[str, Any]) -> Job:
 
 def as_fields(job: Job) -> dict[str, Any]:
     return {"name": job.name, "description": job.description, "retries": job.retries, "timeout_ms": job.timeout_ms,
-            "retention_days": job.retention_days, "test_ids": [entry.test_id for entry in job.entries],
+            "retention_days": job.retention_days, "shards": job.shards,
+            "test_ids": [entry.test_id for entry in job.entries],
             "schedule": schedules.as_dict(job.schedule)}
 
 
@@ -102,7 +103,7 @@ def start_run(job: Job, trigger: str) -> Run:
     now = utcnow()  # the job's lastRunAt is its newest run's createdAt, to the microsecond
     job.last_run_at = now
     run = runs.create_run(Run(kind="job", job_id=job.id, title=job.name, trigger=trigger, retries=job.retries,
-                              timeout_ms=job.timeout_ms, created_at=now),
+                              timeout_ms=job.timeout_ms, created_at=now, shards=job.shards),
                           [(test, test.title, test.script) for test in job.tests])
     runs.enqueue(run)
     return run

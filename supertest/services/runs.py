@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, select, tuple_, update
 from supertest import events
 from supertest.errors import Problem, Unavailable
 from supertest.extensions import db
-from supertest.models import Run, RunFile, RunTest, Test, TestResult, new_id, utcnow
+from supertest.models import Run, RunFile, RunShard, RunTest, Test, TestResult, new_id, utcnow
 from supertest.outcomes import CANCELLED, ERROR, GOOD, PENDING, RUNNING, TERMINAL, CaseResult, summary
 from supertest.services import alerts
 from supertest.services.serialize import run_json
@@ -110,6 +110,7 @@ def rerun(run: Run, failed_only: bool, trigger: str) -> Run:
     # An ad-hoc run's support files and config come along: its specs import them.
     new = _insert(Run(kind=run.kind, test_id=run.test_id, job_id=run.job_id, title=run.title, trigger=trigger,
                       retries=run.retries, workers=run.workers, timeout_ms=run.timeout_ms, created_at=now,
+                      shards=run.shards if len(chosen) > 1 else 1,
                       files=[RunFile(path=file.path, content=file.content) for file in run.files]),
                   [(run_test.test_id, run_test.title, run_test.script, run_test.filename) for run_test in chosen])
     enqueue(new)
@@ -130,6 +131,10 @@ def enqueue(run: Run) -> None:
 def enqueue_id(run_id: str, kind: str) -> None:
     """enqueue, by id: the clock queues many runs after one commit, without loading each again."""
     try:
+        if kind == "job":
+            from supertest.services import shards  # it builds on this module
+            if shards.start(run_id):  # a sharded run: a message per shard instead
+                return
         current_app.extensions["actors"][ACTORS[kind]].send(run_id)
     except Exception as error:  # any broker failure: connection, timeout, auth
         log.exception("could not queue run %s", run_id)
@@ -147,7 +152,26 @@ def claim(run_id: str, worker: str) -> Run | None:
 def cancel(run_id: str) -> Run | None:
     """pending or running → cancelled. A pending run is then never started; the worker of a running
     one sees the status change and kills the run's processes. None when the run had already ended."""
-    return finish(run_id, CANCELLED, error_message="Cancelled by a user.")
+    cancelled = finish(run_id, CANCELLED, error_message="Cancelled by a user.")
+    if cancelled is not None and cancelled.shards > 1:  # each shard's worker sees the run's status and stops
+        db.session.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.status.in_((PENDING, RUNNING)))
+                           .values(status=CANCELLED, finished_at=utcnow()))
+        db.session.commit()
+    return cancelled
+
+
+def start_sharded(run_id: str) -> Run | None:
+    """pending → running at a sharded run's first shard; its shards have workers, the run none."""
+    now = utcnow()
+    return _transition(run_id, (PENDING,), {"status": RUNNING, "started_at": now, "heartbeat_at": now})
+
+
+def end_sharded(run_id: str, status: str, error_message: str | None, report_store: str | None) -> Run | None:
+    """A sharded run's end, once its shards have: its summary from the results they recorded."""
+    statuses = db.session.scalars(select(TestResult.status).where(TestResult.run_id == run_id)).all()
+    return _transition(run_id, (RUNNING,), {"status": status, "error_message": error_message,
+                                            "report_store": report_store, "finished_at": utcnow(),
+                                            **summary(statuses)})
 
 
 def hand_back(run_id: str, because: str, attempt: int | None = None) -> Run | None:
@@ -173,7 +197,9 @@ def reap(stale_seconds: float) -> list[str]:
     """Hand back every running run whose worker has not shown it was alive for `stale_seconds`
     (or end it, on its last attempt); returns the ids of those handed back."""
     stale = utcnow() - timedelta(seconds=stale_seconds)
-    found = db.session.scalars(select(Run.id).where(Run.status == RUNNING, Run.heartbeat_at < stale)).all()
+    # A sharded run's shards are reaped one by one (shards.reap), not the run.
+    found = db.session.scalars(select(Run.id).where(Run.status == RUNNING, Run.heartbeat_at < stale,
+                                                    Run.shards == 1)).all()
     db.session.rollback()  # end the read, so the next pass sees fresh rows (SQLite keeps a snapshot)
     handed = []
     for run_id in found:
@@ -338,8 +364,12 @@ def delete_runs(query: Select) -> int:
     deleted = 0
     reports = current_app.extensions["reports"]
     for run in db.session.scalars(query).all():
-        if run.report_store:
-            reports.delete(run.id, run.kind, run.report_store)
+        # A sharded run's shards keep reports (their own, their blobs) under the run's prefix too.
+        parts = run.run_shards if run.shards > 1 else []
+        stores = {where for where in (run.report_store, *(shard.report_store for shard in parts),
+                                      *(shard.blob_store for shard in parts)) if where}
+        for where in sorted(stores):
+            reports.delete(run.id, run.kind, where)
         db.session.delete(run)
         db.session.commit()
         deleted += 1

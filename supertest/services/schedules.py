@@ -244,7 +244,7 @@ def _new_run(job: Job, slot_time: datetime) -> Run:
     job.last_run_at = created
     return runs.create_run(Run(id=new_id(), kind="job", job_id=job.id, title=job.name, trigger="schedule",
                                retries=job.retries, timeout_ms=job.timeout_ms, created_at=created,
-                               scheduled_for=slot_time),
+                               scheduled_for=slot_time, shards=job.shards),
                            [(test, test.title, test.script) for test in job.tests], commit=False)
 
 

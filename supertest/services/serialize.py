@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from supertest.models import Channel, Job, JobSchedule, Run, RunTest, Test, TestResult, Variable, as_utc
+from supertest.models import Channel, Job, JobSchedule, Run, RunShard, RunTest, Test, TestResult, Variable, as_utc
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -45,6 +45,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "retries": job.retries,
         "timeoutMs": job.timeout_ms,
         "retentionDays": job.retention_days,
+        "shards": "auto" if job.shards == 0 else job.shards,
         "testIds": [entry.test_id for entry in job.entries],
         "alerts": alerts_json(job),
         "tests": [{"id": test.id, "title": test.title} for test in job.tests],
@@ -103,10 +104,20 @@ def run_json(run: Run, with_tests: bool = True) -> dict[str, Any]:
         "summary": {"total": run.total, "passed": run.passed, "failed": run.failed,
                     "flaky": run.flaky, "skipped": run.skipped},
     }
+    if run.shards != 1:  # the plan, and each shard's progress (services/shards.py)
+        data["shards"] = [shard_json(shard) for shard in run.run_shards]
     if with_tests:
         data["specs"] = [run_test_json(run_test) for run_test in run.run_tests]
         data["tests"] = [result_json(result) for result in run.results]
     return data
+
+
+def shard_json(shard: RunShard) -> dict[str, Any]:
+    return {"index": shard.index, "files": list(shard.files), "expectedMs": shard.expected_ms,
+            "status": shard.status, "attempt": shard.attempt, "worker": shard.worker,
+            "durationMs": shard.duration_ms,
+            "reportUrl": f"/api/test-results/{shard.run_id}/shards/{shard.index}/report/index.html"
+            if shard.report_store else None}
 
 
 def cases_by_run_test(run: Run) -> dict[int | None, list[dict[str, Any]]]:

@@ -11,7 +11,7 @@ from typing import Any
 from supertest.config import MAX_TIMEOUT_MS
 from supertest.models import Run, RunFile, new_id, utcnow
 from supertest.services import runs
-from supertest.services.validation import MAX_RETRIES, MAX_TITLE_CHARS, ValidationError
+from supertest.services.validation import MAX_RETRIES, MAX_TITLE_CHARS, ValidationError, shards_value
 
 # The suite's config is kept and written under this name at the root of its files, where the
 # user wrote it, so that its own relative imports still resolve.
@@ -44,6 +44,7 @@ class Suite:
     retries: int
     workers: int | None
     timeout_ms: int | None
+    shards: int = 1  # 0: "auto" (services/shards.py)
 
 
 def suite_from(data: dict[str, Any], max_files: int, max_bytes: int, max_file_bytes: int) -> Suite:
@@ -79,7 +80,8 @@ def suite_from(data: dict[str, Any], max_files: int, max_bytes: int, max_file_by
     return Suite(specs=specs, support=[(path, content) for path, content in checked if not matches(path)],
                  config=config, title=_title(data.get("title")), retries=_retries(data.get("retries")),
                  workers=_whole(data.get("workers"), "workers", 1, MAX_WORKERS),
-                 timeout_ms=_whole(data.get("timeoutMs"), "timeoutMs", 1000, MAX_TIMEOUT_MS))
+                 timeout_ms=_whole(data.get("timeoutMs"), "timeoutMs", 1000, MAX_TIMEOUT_MS),
+                 shards=shards_value(data.get("shards")))
 
 
 def check_path(path: Any, field: str) -> str:
@@ -312,7 +314,8 @@ def start(suite: Suite, trigger: str) -> Run:
     if suite.config is not None:
         files.append(RunFile(path=CONFIG_FILE, content=suite.config))
     run = Run(id=new_id(), kind="job", title=suite.title, trigger=trigger, retries=suite.retries,
-              workers=suite.workers, timeout_ms=suite.timeout_ms, created_at=utcnow(), files=files)
+              workers=suite.workers, timeout_ms=suite.timeout_ms, created_at=utcnow(), files=files,
+              shards=suite.shards)
     run = runs.insert_suite(run, suite.specs)
     runs.enqueue(run)
     return run

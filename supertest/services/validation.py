@@ -156,6 +156,8 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
             raise ValidationError(f"retentionDays must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, "
                                   "or null for the RUN_RETENTION_DAYS setting", "retentionDays")
         fields["retention_days"] = days
+    if "shards" in data or current is None:
+        fields["shards"] = shards_value(data.get("shards", 1))
     if "testIds" in data or current is None:
         fields["test_ids"] = _test_ids(data.get("testIds", []))
     if "alerts" in data:
@@ -166,6 +168,18 @@ def job_fields(data: dict[str, Any], current: dict[str, Any] | None = None) -> d
 
 
 MAX_REMIND_HOURS = 24 * 30
+MAX_SHARDS_ASKED = 64  # what a job may ask for; MAX_SHARDS caps it when a run is split
+
+
+def shards_value(value: Any) -> int:
+    """A job's or ad-hoc run's `shards`: a whole number (1: unsharded), or "auto" (stored as 0)."""
+    if value == "auto":
+        return 0
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SHARDS_ASKED:
+        raise ValidationError(f'shards must be a whole number from 1 to {MAX_SHARDS_ASKED}, or "auto"', "shards")
+    return value
 
 
 def alert_rule(value: Any) -> dict[str, Any]:

@@ -118,6 +118,8 @@ def render_html(event: str, data: dict[str, Any]) -> str:
     if event in ("begin", "test"):
         # The progress line, and out-of-band: the test's row and its status (runs/_live_test.html).
         return format_sse(event, render_template("runs/_live_test.html", event=event, data=data))
+    if event == "shard":  # a shard's row on the run page, out of band (runs/_shard.html)
+        return format_sse(event, render_template("runs/_shard.html", shard=data, oob=True))
     if event == "status":
         html = format_sse("status", render_template("runs/_status.html", state=data))
         # "done" tells the page to fetch the finished panel; the stream closes after it.

@@ -35,6 +35,18 @@ def report_file(run_id: str, path: str):
     return response
 
 
+@bp.get("/api/test-results/<run_id>/shards/<int:index>/<path:path>")
+def shard_report_file(run_id: str, index: int, path: str):
+    """A file of one shard's own report (a sharded run keeps them, most of all when the merge failed)."""
+    run = found(runs.get, run_id, "run")
+    if not g.get("by_token") and report_links.origin() and path.startswith("report/"):
+        _shard_key(run, index, path)
+        return redirect(report_links.url(f"{run.id}/shard-{index}", path.removeprefix("report/")), 302)
+    response = _serve_shard(run, index, path)
+    response.headers.update(SANDBOX)
+    return response
+
+
 @bp.get("/api/runs/<run_id>/junit.xml")
 def junit_report(run_id: str):
     """Playwright's JUnit report of a finished run, stored with its HTML report, for CI."""
@@ -59,9 +71,13 @@ def signed_file(signature: str, path: str):
     except report_links.LinkExpired:
         raise Problem("This report link has expired; open the run's page again.", status=403,
                       code="link_expired") from None
+    # A shard's own report is signed as "<run id>/shard-<index>".
+    run_id, _, shard = (run_id or "").partition("/shard-")
     run = runs.get(run_id) if run_id else None
     if run is None:
         raise NotFound("No such report.")
+    if shard:
+        return _serve_shard(run, int(shard), f"report/{path}")
     return _serve(run, f"report/{path}")
 
 
@@ -76,6 +92,28 @@ def _check(run: Run, path: str) -> str:
     if run.report_store is None:
         raise NotFound(run.error_message or "This run finished without a report.", code="no_report")
     return key
+
+
+def _shard_key(run: Run, index: int, path: str) -> tuple[str, str]:
+    """Where a shard's report is, and the storage key of `path` in it."""
+    shard = next((shard for shard in run.run_shards if shard.index == index), None)
+    if shard is None or shard.report_store is None:
+        raise NotFound("this shard has no report of its own", code="no_report")
+    try:
+        return shard.report_store, report_key(f"{run.id}/shard-{index}", path)
+    except BadReportPath:
+        raise Problem("that path is not inside the shard's report", {"path": path}, code="invalid_path") from None
+
+
+def _serve_shard(run: Run, index: int, path: str) -> Response:
+    where, key = _shard_key(run, index, path)
+    try:
+        file = current_app.extensions["reports"].open(where, run.kind, key, request.headers.get("Range"))
+    except RangeNotSatisfiable:
+        return Response(status=416, headers={"Content-Range": "bytes */*"})
+    if file is None:
+        raise NotFound(f"the shard's report has no file {path!r}")
+    return _stream(file)
 
 
 class NotYet(Exception):

@@ -1,0 +1,216 @@
+"""A job's run split into shards that several worker processes take: one run to the user (one
+stream, one status, one merged report), faults kept to their shard, and the balancing by history."""
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from supertest.services.shards import Planned, balance
+from tests.conftest import make_app, start_worker
+from tests.helpers import (
+    passing_script,
+    read_sse,
+    report_summary,
+    run_processes,
+    save_job,
+    save_test,
+    start_job,
+    wait_for_run,
+    wait_until,
+)
+
+
+@pytest.mark.parametrize(("tests", "count", "plan"), [
+    # Uneven durations: longest first onto the least-loaded shard; each shard keeps the job's order.
+    ([("a", 10), ("b", 1), ("c", 9), ("d", 2), ("e", 5), ("f", 5)], 2,
+     [Planned(["a", "b", "f"], 16), Planned(["c", "d", "e"], 16)]),
+    ([("a", 10), ("b", 1), ("c", 1), ("d", 1), ("e", 1)], 2, [Planned(["a"], 10), Planned(["b", "c", "d", "e"], 4)]),
+    # A test with no history weighs the median of those with one.
+    ([("a", 8), ("b", None), ("c", 2), ("d", None)], 2, [Planned(["a", "c"], 10), Planned(["b", "d"], 10)]),
+    # No history at all: as many tests on each shard, in order of the job.
+    ([("a", None), ("b", None), ("c", None), ("d", None), ("e", None)], 2,
+     [Planned(["a", "c", "e"], 0), Planned(["b", "d"], 0)]),
+    # More shards than tests: one test each, no empty shard.
+    ([("a", 3), ("b", 5)], 4, [Planned(["b"], 5), Planned(["a"], 3)]),
+    ([("a", None)], 3, [Planned(["a"], 0)]),
+])
+def test_balance(tests: list[tuple[str, int | None]], count: int, plan: list[Planned]) -> None:
+    assert balance(tests, count) == plan
+
+
+def waits(seconds: float) -> str:
+    """A test that passes after `seconds`, with its browser open all along."""
+    return ("import { test, expect } from '@playwright/test';\n\n"
+            f"test('takes {seconds} s', async ({{ page }}) => {{\n"
+            "  await page.setContent('<p>busy</p>');\n"
+            f"  await page.waitForTimeout({int(seconds * 1000)});\n"
+            "  await expect(page.locator('p')).toHaveText('busy');\n"
+            "});\n")
+
+
+@pytest.fixture(scope="module")
+def pair(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two worker processes of two threads, on a queue namespace of their own, and an app that queues there."""
+    own = {**settings, "QUEUE_NAMESPACE": f"supertest-shards-{uuid.uuid4().hex[:8]}", "WORKER_PROCESSES": "1",
+           "WORKER_THREADS": "2", "MAX_CONCURRENT_TESTS": "1"}
+    folder = tmp_path_factory.mktemp("shards")
+    workers = [start_worker(own, folder / f"worker-{n}.log") for n in (1, 2)]
+    try:
+        yield {"app": make_app(own), "workers": workers}
+    finally:
+        for process in workers:
+            process.stop()
+
+
+def sharded_job(client: FlaskClient, name: str, scripts: list[str], shards: int | str) -> tuple[str, list[str]]:
+    ids = [save_test(client, f"{name} {n}", script) for n, script in enumerate(scripts, 1)]
+    job_id = save_job(client, name, ids)
+    response = client.put(f"/api/jobs/{job_id}", json={"shards": shards})
+    assert response.status_code == 200 and response.get_json()["shards"] == shards, response.get_json()
+    return job_id, ids
+
+
+def test_shards_is_a_number_or_auto(client: FlaskClient) -> None:
+    job_id = save_job(client, "sharding settings", [save_test(client, "for shards", passing_script("for shards"))])
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == 1
+    assert client.put(f"/api/jobs/{job_id}", json={"shards": "auto"}).get_json()["shards"] == "auto"
+    for wrong in (0, -1, "many", 1.5, True, 65):
+        response = client.put(f"/api/jobs/{job_id}", json={"shards": wrong})
+        assert response.status_code == 422 and response.get_json()["error"]["details"]["field"] == "shards", wrong
+
+
+def test_eight_tests_over_four_shards_are_one_run(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, ids = sharded_job(client, "eight over four", [passing_script(f"eight {n}") for n in range(8)], 4)
+    started = start_job(client, job_id)
+    events = read_sse(client, started["statusUrl"])
+    run = wait_for_run(client, started["runId"])
+    assert run["status"] == "passed", run
+    assert run["summary"]["total"] == 8 and run["summary"]["passed"] == 8
+    # Each result belongs to its saved test; every test passed.
+    assert sorted(result["testId"] for result in run["tests"]) == sorted(ids)
+    assert {spec["status"] for spec in run["specs"]} == {"passed"}
+    # The plan: four shards of two tests, each run once, by one of the two workers.
+    shards = run["shards"]
+    assert [shard["index"] for shard in shards] == [0, 1, 2, 3]
+    assert sorted(len(shard["files"]) for shard in shards) == [2, 2, 2, 2]
+    assert sorted(file for shard in shards for file in shard["files"]) == sorted(spec["file"] for spec in run["specs"])
+    assert all(shard["status"] == "passed" and shard["attempt"] == 1 and shard["worker"] and shard["durationMs"] > 0
+               for shard in shards), shards
+    assert len({shard["worker"] for shard in shards}) == 2  # both workers took some
+    # One stream: per-test progress from every shard, counted over the whole run, and one end.
+    tests = [data for event, data in events if event == "test"]
+    assert len(tests) == 8 and {data["shard"] for data in tests} == {0, 1, 2, 3}
+    assert sorted(data["testId"] for data in tests) == sorted(ids)
+    assert max(data["done"] for data in tests) == 8 and {data["total"] for data in tests} <= set(range(2, 9))
+    statuses = [data["status"] for event, data in events if event == "status"]
+    assert statuses[-1] == "passed" and statuses.count("passed") == 1
+    # One merged report, holding all eight tests and their traces.
+    report = report_summary(client, run["id"])
+    assert report["stats"]["total"] == 8 and report["stats"]["expected"] == 8, report["stats"]
+    traces = [attachment["path"] for file in report["files"] for test in file["tests"]
+              for result in test.get("results", []) for attachment in result.get("attachments", [])
+              if attachment["name"] == "trace"]
+    assert len(traces) == 8, report["files"]
+    base = f"/api/test-results/{run['id']}/report"
+    assert client.get(f"{base}/{traces[0]}").status_code == 200
+    assert client.get(f"{base}/trace/index.html").status_code == 200  # the trace viewer
+    # Each shard's own report stays reachable.
+    assert client.get(shards[1]["reportUrl"]).status_code == 200
+    # The run page shows the plan: each shard, its tests, expected and actual time, its worker.
+    page = client.get(f"/runs/{run['id']}").get_data(as_text=True)
+    assert "4 shards" in page and "Shard 4" in page and "expected" in page and shards[0]["worker"] in page
+    assert all(file in page for shard in shards for file in shard["files"])
+    junit = client.get(f"/api/runs/{run['id']}/junit.xml")
+    assert junit.status_code == 200 and junit.get_data(as_text=True).count("<testcase") == 8
+
+
+def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, _ = sharded_job(client, "auto shards", [passing_script(f"auto {n}") for n in range(3)], "auto")
+    run = wait_for_run(client, start_job(client, job_id)["runId"])
+    # Four free slots (two workers of two threads; before the test that kills one), three tests: three shards.
+    assert run["status"] == "passed" and len(run["shards"]) == 3, run
+
+
+def test_cancel_stops_every_shard(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, _ = sharded_job(client, "cancelled shards", [waits(40), waits(40)], 2)
+    run_id = start_job(client, job_id)["runId"]
+
+    def both_running() -> bool:
+        shards = client.get(f"/api/runs/{run_id}").get_json().get("shards", [])
+        return len(shards) == 2 and all(shard["status"] == "running" for shard in shards) \
+            and len(run_processes(run_id)) > 4
+    wait_until(both_running, 60, "both shards running with their browsers")
+    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 202
+    wait_until(lambda: run_processes(run_id) == [], 15, "every shard's processes were killed")
+    run = client.get(f"/api/runs/{run_id}").get_json()
+    assert run["status"] == "cancelled" and {shard["status"] for shard in run["shards"]} == {"cancelled"}
+
+
+def test_a_shard_whose_worker_dies_runs_again_on_its_own(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    # Four shards on four run slots (two workers of two threads): two on each worker.
+    job_id, ids = sharded_job(client, "outlives a worker", [waits(8)] * 4, 4)
+    run_id = start_job(client, job_id)["runId"]
+
+    def running() -> list[dict[str, Any]]:
+        run = client.get(f"/api/runs/{run_id}").get_json()
+        return [shard for shard in run.get("shards", []) if shard["status"] == "running"]
+    wait_until(lambda: len(running()) == 4 and len(run_processes(run_id)) > 8, 60, "every shard's browser started")
+    victim = running()[0]["worker"]
+    lost = {shard["index"] for shard in running() if shard["worker"] == victim}
+    assert len(lost) == 2
+    os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
+    run = wait_for_run(client, run_id, timeout=150)
+    assert run["status"] == "passed", run
+    # The lost worker's shards ran again elsewhere; the others kept their first attempt.
+    assert {shard["index"]: shard["attempt"] for shard in run["shards"]} == \
+        {index: 2 if index in lost else 1 for index in range(4)}
+    assert victim not in {shard["worker"] for shard in run["shards"]}
+    assert sorted(result["testId"] for result in run["tests"]) == sorted(ids)  # one result each
+    assert report_summary(client, run_id)["stats"]["total"] == 4
+    assert run_processes(run_id) == []
+
+
+def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> None:
+    client = pair["app"].test_client()
+    files = [{"path": f"t{n}.spec.ts", "content": passing_script(f"ad hoc {n}")} for n in range(3)]
+    response = client.post("/api/runs", json={"files": files, "shards": 2})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    run = wait_for_run(client, response.get_json()["runId"])
+    assert run["status"] == "passed" and len(run["shards"]) == 2 and run["summary"]["total"] == 3, run
+    assert client.post("/api/runs", json={"files": files, "shards": "two"}).status_code == 422
+
+
+HANGS = """import { test } from '@playwright/test';
+
+test('waits for ever', async ({ page }) => {
+  test.setTimeout(0);
+  await page.setContent('<p>waiting</p>');
+  await new Promise(() => {});
+});
+"""
+
+
+def test_a_shard_past_the_runs_time_limit_ends_the_run_timeout_with_what_there_is(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    job_id, ids = sharded_job(client, "shard past its limit", [passing_script("quick in time"), HANGS], 2)
+    assert client.put(f"/api/jobs/{job_id}", json={"timeoutMs": 20000}).status_code == 200
+    run = wait_for_run(client, start_job(client, job_id)["runId"], timeout=90)
+    assert run["status"] == "timeout", run
+    assert "limit of 20 s" in run["errorMessage"] and run["durationMs"] < 20_000 + 20_000
+    assert sorted(shard["status"] for shard in run["shards"]) == ["passed", "timeout"]
+    assert {result["testId"]: result["status"] for result in run["tests"]} == {ids[0]: "passed", ids[1]: "interrupted"}
+    # The results so far, merged: the quick test's and the stopped one's.
+    assert report_summary(client, run["id"])["stats"]["total"] == 2
+    assert run_processes(run["id"]) == []
