@@ -56,6 +56,7 @@ bench: install
 	$(PYTHON) bench/faults.py
 	$(PYTHON) bench/throughput.py
 	$(PYTHON) bench/schedules.py
+	$(PYTHON) bench/shards.py
 
 clean:
 	rm -rf $(VENV) node_modules .playwright-browsers *.egg-info
