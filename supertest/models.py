@@ -86,7 +86,26 @@ class JobTest(Model):
     test: Mapped[Test] = relationship()
 
 
-class Run(Model):
+class Timed:
+    """What a run and a shard of one say of their status and times."""
+
+    if TYPE_CHECKING:  # each model maps its own columns; a mixin's Mapped annotations would map more
+        status: str
+        started_at: datetime | None
+        finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)
+
+
+class Run(Timed, Model):
     """One execution of a test, from pending to a terminal status."""
 
     __tablename__ = "runs"
@@ -142,16 +161,6 @@ class Run(Model):
                                                 passive_deletes=True)
     run_shards: Mapped[list[RunShard]] = relationship(order_by="RunShard.index", cascade="all, delete-orphan",
                                                       passive_deletes=True)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def duration_ms(self) -> int | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)
 
 
 class RunTest(Model):
@@ -392,7 +401,7 @@ class ScheduleSlot(Model):
     run: Mapped[Run | None] = relationship()
 
 
-class RunShard(Model):
+class RunShard(Timed, Model):
     """A part of a sharded run: some of its tests, run by any worker as its own message, with its own
     attempts (the reaper hands a lost shard back on its own). The run ends once all of them have."""
 
@@ -415,13 +424,3 @@ class RunShard(Model):
     blob_store: Mapped[str | None] = mapped_column(String(10))
 
     run: Mapped[Run] = relationship(back_populates="run_shards")
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def duration_ms(self) -> int | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return int((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds() * 1000)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,13 @@ DATABASE_KIND = os.environ.get("SUPERTEST_TEST_DATABASE", "postgresql")
 REDIS_URL = os.environ.get("SUPERTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database of our own for this session, dropped afterwards."""
+@contextmanager
+def scratch_database(prefix: str, folder: Path) -> Iterator[str]:
+    """An empty database of the session's kind (SQLite: a file in `folder`), dropped afterwards."""
     if DATABASE_KIND == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'supertest.db'}"
+        yield f"sqlite:///{folder / f'{prefix}.db'}"
         return
-    name = f"supertest_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -43,6 +44,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of our own for this session, dropped afterwards."""
+    with scratch_database("supertest_test", tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +162,17 @@ class ProcfileProcess:
 
 def start_worker(settings: dict[str, str], log_path: Path) -> ProcfileProcess:
     return ProcfileProcess("worker", settings, log_path, lambda worker: "ready for action" in worker.log())
+
+
+@contextmanager
+def running_workers(settings: dict[str, str], folder: Path, count: int = 2) -> Iterator[list[ProcfileProcess]]:
+    """`count` worker processes with these settings (their logs in `folder`), stopped afterwards."""
+    workers = [start_worker(settings, folder / f"worker-{n}.log") for n in range(1, count + 1)]
+    try:
+        yield workers
+    finally:
+        for process in workers:
+            process.stop()
 
 
 @pytest.fixture(scope="session")

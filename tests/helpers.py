@@ -153,6 +153,16 @@ test('passes on the second try', async ({ page }, testInfo) => {
 """
 
 
+def waits(seconds: float) -> str:
+    """A test that passes after `seconds`, with its browser open all along."""
+    return ("import { test, expect } from '@playwright/test';\n\n"
+            f"test('takes {seconds} s', async ({{ page }}) => {{\n"
+            "  await page.setContent('<p>busy</p>');\n"
+            f"  await page.waitForTimeout({int(seconds * 1000)});\n"
+            "  await expect(page.locator('p')).toHaveText('busy');\n"
+            "});\n")
+
+
 def save_test(client: FlaskClient, title: str, script: str, description: str = "") -> str:
     response = client.post("/api/tests", json={"title": title, "script": script, "description": description})
     assert response.status_code == 201, response.get_data(as_text=True)

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from flask import Flask
@@ -24,7 +23,7 @@ from supertest.extensions import db
 from supertest.models import Channel, Delivery
 from supertest.services import notify, variables
 from supertest.stack import free_port
-from tests.conftest import DATABASE_KIND, POSTGRES_ADMIN_URL, make_app
+from tests.conftest import make_app, scratch_database
 from tests.farend import MailServer, WebhookServer
 from tests.test_auth import new_user, signed_in
 
@@ -191,17 +190,8 @@ def test_a_secret_variable_is_encrypted_at_rest(app: Flask, client: FlaskClient)
 @pytest.fixture()
 def fresh_database(tmp_path, settings: dict[str, str]) -> Iterator[str]:
     """An empty database of the session's kind, for migrating and rotating without touching the shared one."""
-    if DATABASE_KIND == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    name = f"supertest_fresh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("supertest_fresh", tmp_path) as url:
+        yield url
 
 
 def test_the_migration_encrypts_old_values_and_rotation_moves_them_to_the_new_key(

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from supertest import models
 from supertest.extensions import db
 from supertest.services import runs
-from tests.conftest import make_app, start_worker
+from tests.conftest import make_app, running_workers
 from tests.helpers import (
     PASSING,
     passing_script,
@@ -31,6 +31,7 @@ from tests.helpers import (
     start_run,
     wait_for_run,
     wait_until,
+    waits,
 )
 
 # One quick test, then one that never ends by itself (no test timeout, a promise that never
@@ -50,16 +51,6 @@ test('waits for ever', async ({ page }) => {
   await new Promise(() => {});
 });
 """
-
-
-def waits(seconds: float) -> str:
-    """A test that passes after `seconds`, with its browser open all along."""
-    return ("import { test, expect } from '@playwright/test';\n\n"
-            f"test('takes {seconds} s', async ({{ page }}) => {{\n"
-            "  await page.setContent('<p>busy</p>');\n"
-            f"  await page.waitForTimeout({int(seconds * 1000)});\n"
-            "  await expect(page.locator('p')).toHaveText('busy');\n"
-            "});\n")
 
 
 def run_state(client: FlaskClient, run_id: str) -> dict[str, Any]:
@@ -118,12 +109,8 @@ def test_cancelling_a_running_run_kills_its_processes(client: FlaskClient, worke
 def pair(app: Flask, settings: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Two workers of their own, on a queue namespace of their own, and an app that queues there."""
     own = {**settings, "QUEUE_NAMESPACE": f"supertest-faults-{uuid.uuid4().hex[:8]}"}
-    workers = [start_worker(own, tmp_path / f"worker-{n}.log") for n in (1, 2)]
-    try:
+    with running_workers(own, tmp_path) as workers:
         yield {"app": make_app(own), "workers": workers}
-    finally:
-        for process in workers:
-            process.stop()
 
 
 def worker_of(run: dict[str, Any], app: Flask) -> int:

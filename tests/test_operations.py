@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from supertest import logs, models, registry
 from supertest.extensions import db
 from supertest.services import accounts
-from tests.conftest import REDIS_URL, ProcfileProcess, make_app, start_worker
+from tests.conftest import REDIS_URL, ProcfileProcess, make_app, running_workers
 from tests.helpers import FAILING, start_run, wait_for_run, wait_until
 
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
@@ -45,13 +45,10 @@ def ops(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathF
     """Two workers of their own, on a namespace of their own, logging JSON, beating every second."""
     own = {**settings, "QUEUE_NAMESPACE": f"supertest-ops-{uuid.uuid4().hex[:8]}", "HEARTBEAT_SECONDS": "1",
            "WORKER_TTL_SECONDS": str(TTL), "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN}
-    folder = tmp_path_factory.mktemp("ops")
-    workers = [start_worker(own, folder / f"worker-{n}.log") for n in (1, 2)]
     try:
-        yield {"app": make_app(own), "workers": workers}
+        with running_workers(own, tmp_path_factory.mktemp("ops")) as workers:
+            yield {"app": make_app(own), "workers": workers}
     finally:
-        for process in workers:
-            process.stop()
         forget_namespace(own["QUEUE_NAMESPACE"])
 
 

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from supertest.services.shards import Planned, balance
-from tests.conftest import make_app, start_worker
+from tests.conftest import make_app, running_workers
 from tests.helpers import (
     passing_script,
     read_sse,
@@ -25,6 +25,7 @@ from tests.helpers import (
     start_job,
     wait_for_run,
     wait_until,
+    waits,
 )
 
 
@@ -46,28 +47,13 @@ def test_balance(tests: list[tuple[str, int | None]], count: int, plan: list[Pla
     assert balance(tests, count) == plan
 
 
-def waits(seconds: float) -> str:
-    """A test that passes after `seconds`, with its browser open all along."""
-    return ("import { test, expect } from '@playwright/test';\n\n"
-            f"test('takes {seconds} s', async ({{ page }}) => {{\n"
-            "  await page.setContent('<p>busy</p>');\n"
-            f"  await page.waitForTimeout({int(seconds * 1000)});\n"
-            "  await expect(page.locator('p')).toHaveText('busy');\n"
-            "});\n")
-
-
 @pytest.fixture(scope="module")
 def pair(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two worker processes of two threads, on a queue namespace of their own, and an app that queues there."""
     own = {**settings, "QUEUE_NAMESPACE": f"supertest-shards-{uuid.uuid4().hex[:8]}", "WORKER_PROCESSES": "1",
            "WORKER_THREADS": "2", "MAX_CONCURRENT_TESTS": "1"}
-    folder = tmp_path_factory.mktemp("shards")
-    workers = [start_worker(own, folder / f"worker-{n}.log") for n in (1, 2)]
-    try:
+    with running_workers(own, tmp_path_factory.mktemp("shards")) as workers:
         yield {"app": make_app(own), "workers": workers}
-    finally:
-        for process in workers:
-            process.stop()
 
 
 def sharded_job(client: FlaskClient, name: str, scripts: list[str], shards: int | str) -> tuple[str, list[str]]:
