@@ -68,7 +68,7 @@ def _execute_run(run_id: str) -> None:
         if problem:
             runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
             return
-        box = _sandbox(config)
+        box = sandbox_of(config)
         with box.users.hold() if box.users else nullcontext(None) as ids, \
                 RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
             _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop)
@@ -100,21 +100,21 @@ class Workspace:
 def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> None:
     """The stages of a run, in order: prepare, launch, collect, redact, judge, store, record."""
     given, secrets = variables.for_run()
-    outcome = _launch(run, space, config, given, secrets, stop)
+    outcome = launch(run, space, config, given, secrets, stop)
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
-    collected = _collect(run, space, config)
-    dropped = _redact(run, space.kept, secrets, config)
+    collected = collect_output(run, space, config)
+    dropped = redact_kept(run, space.kept, secrets, config)
     report = results.read_report(space.kept / RESULTS, space.run_dir, {test.filename for test in run.run_tests})
-    status, message = _verdict(outcome, report, space.run_dir, run.timeout_ms)
+    status, message = verdict(outcome, report, space.run_dir, run.timeout_ms)
     notes = [message, collected.summary(), dropped]
     message = redact.redact_text("\n\n".join(note for note in notes if note), secrets) or None
     store = _store(run, space.kept / "report")
     cases = tuple(report.tests) if report else ()
     filenames = [run_test.filename for run_test in run.run_tests]
-    finished = _patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
-                                              results=cases, test_statuses=_test_statuses(filenames, report, status),
+    finished = patiently(lambda: runs.finish(run.id, status, error_message=message, report_store=store,
+                                              results=cases, test_statuses=test_statuses(filenames, report, status),
                                               attempt=run.attempt))
     log.info("run %s: attempt %s ended %s", run.id, run.attempt, status if finished else f"{status}, too late to count")
     if finished is None and store and runs.get(run.id) is None:
@@ -132,7 +132,7 @@ class Part:
     publish: Callable[[str, dict[str, Any]], None]
 
 
-def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
+def launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
             stop: threading.Event, part: Part | None = None) -> runner.Outcome:
     """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
     run_tests = part.run_tests if part else run.run_tests
@@ -150,14 +150,14 @@ def _launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secr
         (lambda name, data: events.publish(run.id, name, data, redis))
     progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run_tests},
                         lambda name, data: publish(name, redact.redact_json(data, secrets)))
-    node, readable = _node_and_readable(config)
+    node, readable = node_and_readable(config)
     command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
-    launch = _sandbox(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
+    launched = sandbox_of(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
     try:
         return runner.run_playwright(
-            launch.argv, space.run_dir,
+            launched.argv, space.run_dir,
             {**given, **runner.child_env(space.run_dir, space.tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
-            part.seconds if part else run.timeout_ms / 1000, progress, stop, launch.preexec,
+            part.seconds if part else run.timeout_ms / 1000, progress, stop, launched.preexec,
         )
     finally:
         if space.ids:  # nothing of the test may run on while the worker reads what it left
@@ -174,7 +174,7 @@ def _suite(run: Run, run_tests: list[RunTest]) -> workspace.Suite | None:
                            [run_test.filename for run_test in run_tests], config)
 
 
-def _collect(run: Run, space: Workspace, config: Any,
+def collect_output(run: Run, space: Workspace, config: Any,
              names: tuple[str, ...] = (RESULTS, "report")) -> collect.Collected:
     """Copy the results and the report out of the run's directory, links and oddities left out."""
     limits = collect.Limits(config["REPORT_MAX_MB"] * collect.MB, config["REPORT_MAX_FILES"])
@@ -185,7 +185,7 @@ def _collect(run: Run, space: Workspace, config: Any,
     return collected
 
 
-def _redact(run: Run, kept: Path, secrets: list[str], config: Any) -> str | None:
+def redact_kept(run: Run, kept: Path, secrets: list[str], config: Any) -> str | None:
     """Secrets out of everything the run keeps, before any of it is read, stored or uploaded.
     A file past the limits is dropped, never kept unredacted; returns what to tell the user of it."""
     limits = redact.Limits(config["REDACT_MAX_MB"] * collect.MB, config["REDACT_SECONDS"])
@@ -206,7 +206,7 @@ def _store(run: Run, report: Path) -> str | None:
     return current_app.extensions["reports"].save(run.id, run.kind, report)
 
 
-def _node_and_readable(config: Any) -> tuple[str, list[Path]]:
+def node_and_readable(config: Any) -> tuple[str, list[Path]]:
     """Node, and what the sandbox shows read-only: node's own tree (when not under /usr),
     node_modules and the browsers path."""
     node = shutil.which("node")
@@ -222,12 +222,12 @@ def sandbox_problem() -> str | None:
     extensions = current_app.extensions
     if "sandbox_problem" not in extensions:
         config = current_app.config
-        node, readable = _node_and_readable(config)
+        node, readable = node_and_readable(config)
         chromium = workspace.find_chromium(config["CHROMIUM_PATH"])
         targets = [(Path(node), "x"), (Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", "r"),
                    (Path(config["PLAYWRIGHT_BROWSERS_PATH"]), "r"), *([(Path(chromium), "x")] if chromium else [])]
         env = runner.child_env(Path("/"), Path("/"), config["PLAYWRIGHT_BROWSERS_PATH"])
-        problem = preflight.check(_sandbox(config), node, targets, readable, Path(config["RUNS_DIR"]), env)
+        problem = preflight.check(sandbox_of(config), node, targets, readable, Path(config["RUNS_DIR"]), env)
         if not problem:
             extensions["sandbox_problem"] = None  # found once: what works stays working
             return None
@@ -244,7 +244,7 @@ def worker_facts() -> dict[str, Any]:
     extensions = current_app.extensions
     if "worker_facts" not in extensions:
         config = current_app.config
-        box = _sandbox(config)
+        box = sandbox_of(config)
         try:
             private = box.uses_private_network()
         except RuntimeError:  # SANDBOX_NETWORK=private where it cannot be: runs fail, and say why
@@ -278,7 +278,7 @@ def _package_version(package: Path) -> str | None:
         return None
 
 
-def _sandbox(config: Any) -> sandbox.Sandbox:
+def sandbox_of(config: Any) -> sandbox.Sandbox:
     """One per worker process, so whether bwrap works here is found out once."""
     box = current_app.extensions.get("sandbox")
     if box is None:
@@ -286,7 +286,7 @@ def _sandbox(config: Any) -> sandbox.Sandbox:
     return box
 
 
-def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 15)) -> T:
+def patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 15)) -> T:
     """Record an outcome through a database hiccup: the results are only in this process, so
     waiting a little beats running the whole test again (which the reaper would do after)."""
     for wait in waits:
@@ -302,7 +302,7 @@ def _patiently(record: Callable[[], T], waits: tuple[float, ...] = (1, 2, 4, 8, 
     return record()
 
 
-def _test_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
+def test_statuses(filenames: list[str], report: results.Report | None, status: str) -> dict[str, str]:
     """Each test's outcome in the run, from its cases (outcomes.test_fate)."""
     errors = "\n".join(report.errors) if report else ""
     return {filename: test_fate([case.status for case in report.tests if case.file == filename] if report else [],
@@ -310,7 +310,7 @@ def _test_statuses(filenames: list[str], report: results.Report | None, status: 
             for filename in filenames}
 
 
-def _verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Path,
+def verdict(outcome: runner.Outcome, report: results.Report | None, run_dir: Path,
              timeout_ms: int) -> tuple[str, str | None]:
     """The run's status and, where it is not a plain pass or fail, a message a user can act on."""
     if outcome.timed_out:

@@ -21,19 +21,19 @@ from supertest.execution import (
     RESULTS,
     Part,
     Workspace,
-    _collect,
-    _launch,
-    _node_and_readable,
-    _patiently,
-    _redact,
-    _sandbox,
-    _test_statuses,
-    _verdict,
+    collect_output,
+    launch,
+    node_and_readable,
+    patiently,
     processes,
     redact,
+    redact_kept,
     results,
     runner,
+    sandbox_of,
     sandbox_problem,
+    test_statuses,
+    verdict,
     worker_id,
 )
 from supertest.execution import collect as collecting
@@ -79,7 +79,7 @@ def _execute_shard(run_id: str, index: int) -> None:
         if problem:
             shards.finish(run_id, index, ERROR, attempt, error_message=problem)
             return
-        box = _sandbox(config)
+        box = sandbox_of(config)
         with box.users.hold() if box.users else nullcontext(None) as ids, \
                 RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch:
             _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop)
@@ -106,14 +106,14 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     left = max(1.0, run.timeout_ms / 1000 - (utcnow() - started).total_seconds())
     blob = f"shard-{shard.index}.zip"
     part = Part(run_tests, left, blob, _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"]))
-    outcome = _launch(run, space, config, given, secrets, stop, part)
+    outcome = launch(run, space, config, given, secrets, stop, part)
     if outcome.stopped:
         log.info("run %s: shard %s was stopped: cancelled, or handed to another worker", run.id, shard.index)
         return
-    collected = _collect(run, space, config, (RESULTS, "report", BLOB))
-    dropped = _redact(run, space.kept, secrets, config)  # before anything is stored or merged
+    collected = collect_output(run, space, config, (RESULTS, "report", BLOB))
+    dropped = redact_kept(run, space.kept, secrets, config)  # before anything is stored or merged
     report = results.read_report(space.kept / RESULTS, space.run_dir, mine)
-    status, message = _verdict(outcome, report, space.run_dir, run.timeout_ms)
+    status, message = verdict(outcome, report, space.run_dir, run.timeout_ms)
     notes = [message, collected.summary(), dropped]
     message = redact.redact_text("\n\n".join(note for note in notes if note), secrets) or None
     reports = current_app.extensions["reports"]
@@ -122,10 +122,10 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     blob_store = reports.save(f"{run.id}/blob-{shard.index}", run.kind, space.kept / BLOB) \
         if (space.kept / BLOB / blob).is_file() else None
     cases = tuple(report.tests) if report else ()
-    finished = _patiently(lambda: shards.finish(
+    finished = patiently(lambda: shards.finish(
         run.id, shard.index, status, shard.attempt, error_message=message, report_store=store,
         blob_store=blob_store, results=cases,
-        test_statuses=_test_statuses([run_test.filename for run_test in run_tests], report, status)))
+        test_statuses=test_statuses([run_test.filename for run_test in run_tests], report, status)))
     log.info("run %s: shard %s, attempt %s ended %s", run.id, shard.index, shard.attempt,
              status if finished else f"{status}, too late to count")
 
@@ -168,7 +168,7 @@ def conclude(run_id: str) -> None:
     with RunWatch(db.engine, run_id, run.attempt, current_app.config["HEARTBEAT_SECONDS"]):
         store, note = merge(run)
     text = "\n\n".join(part for part in (message, note) if part) or None
-    ended = _patiently(lambda: runs.end_sharded(run_id, status, text, store))
+    ended = patiently(lambda: runs.end_sharded(run_id, status, text, store))
     log.info("run %s: all %s shards ended; the run ends %s", run_id, len(run.run_shards),
              status if ended else f"{status}, too late to count")
     if ended is None and store and runs.get(run_id) is None:
@@ -207,22 +207,22 @@ def merge(run: Run) -> tuple[str | None, str | None]:
             ["html", {"outputFolder": "report", "open": "never"}], ["junit", {"outputFile": "report/junit.xml"}]]}
         (merge_dir / "tests").mkdir()
         (merge_dir / MERGE_CONFIG).write_text(f"module.exports = {json.dumps(settings)};\n")
-        node, readable = _node_and_readable(config)
+        node, readable = node_and_readable(config)
         cli = Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js"
         command = [node, str(cli), "merge-reports", "--config", MERGE_CONFIG, "blobs"]
-        box = _sandbox(config)
+        box = sandbox_of(config)
         with box.users.hold() if box.users else nullcontext(None) as ids:
-            launch = box.launch(command, merge_dir, tmp_dir, readable, ids)
+            launched = box.launch(command, merge_dir, tmp_dir, readable, ids)
             try:
                 outcome = runner.run_playwright(
-                    launch.argv, merge_dir, runner.child_env(merge_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
-                    MERGE_SECONDS, lambda event: None, None, launch.preexec)
+                    launched.argv, merge_dir, runner.child_env(merge_dir, tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
+                    MERGE_SECONDS, lambda event: None, None, launched.preexec)
             finally:
                 if ids:
                     processes.kill_user(ids[0])
             limits = collecting.Limits(config["REPORT_MAX_MB"] * collecting.MB, config["REPORT_MAX_FILES"])
             collecting.collect(merge_dir, ["report"], kept, limits, ids)
-        _redact(run, kept, variables.for_run()[1], config)
+        redact_kept(run, kept, variables.for_run()[1], config)
         if not (kept / "report" / "index.html").is_file():
             tail = results.clean(outcome.log[-2000:], merge_dir)
             return None, f"The shards' reports could not be merged.{kept_note}\n\n{tail}".strip()
