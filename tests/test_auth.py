@@ -26,7 +26,7 @@ from tests.helpers import PASSING, save_test
 
 PASSWORD = "correct horse battery"
 MADE_UP = "st_0123456789abcdef_" + "A" * 43
-SAMPLE_ARGS = {"path": "index.html", "name": "htmx.js", "filename": "app.css"}
+SAMPLE_ARGS = {"path": "index.html", "name": "htmx.js", "filename": "app.css", "index": 0}
 
 
 def new_user(app: Flask, admin: bool = False, password: str = PASSWORD) -> str:

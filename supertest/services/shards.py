@@ -85,12 +85,15 @@ def expected_durations(test_ids: Sequence[str | None]) -> dict[str, int]:
 
 def free_slots() -> int:
     """How many runs the live workers could start now: their run slots (each registers its threads)
-    less the runs and shards running."""
+    less the runs and shards those workers are running. A run still marked running by a worker that
+    is gone holds no slot (the reaper will hand it back)."""
     entries = registry.registered(redis_client(), current_app.config["QUEUE_NAMESPACE"])
     slots = sum(int(entry.get("slots") or 1) for entry in entries)
-    busy = (db.session.scalar(select(func.count()).select_from(Run).where(Run.status == RUNNING, Run.shards == 1))
-            or 0) + (db.session.scalar(select(func.count()).select_from(RunShard).where(RunShard.status == RUNNING))
-                     or 0)
+    live = [entry["id"] for entry in entries]
+    busy = (db.session.scalar(select(func.count()).select_from(Run)
+                              .where(Run.status == RUNNING, Run.shards == 1, Run.worker.in_(live))) or 0) \
+        + (db.session.scalar(select(func.count()).select_from(RunShard)
+                             .where(RunShard.status == RUNNING, RunShard.worker.in_(live))) or 0)
     return max(1, slots - busy)
 
 
