@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from supertest.execution import processes
+from supertest.execution import processes, warm
 from tests.conftest import ProcfileProcess, make_app, start_worker
 from tests.helpers import passing_script, run_processes, start_run, wait_for_run, wait_until
 
@@ -166,3 +166,10 @@ def test_warm_runners_end_with_their_worker(app: Flask, settings: dict[str, str]
     finally:
         process.stop()
     wait_until(lambda: warm_processes(runs_dir) == [], 15, f"warm runners gone ({how})")
+
+
+def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> None:
+    assert warm.suits({"BASE_URL": "https://example.test", "API_TOKEN": "x", "MY_DEBUG_LEVEL": "2"})
+    for name in ("NODE_OPTIONS", "node_extra_ca_certs", "DEBUG", "PWDEBUG", "PW_TEST_REPORTER",
+                 "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE"):
+        assert not warm.suits({"BASE_URL": "x", name: "1"}), name

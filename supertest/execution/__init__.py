@@ -181,9 +181,12 @@ def launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secre
         if warm:
             if space.ids:
                 sandbox.chown_tree(space.run_dir, *space.ids)
-            if warm.go(env):
+            if not warm_runners.suits(given):
+                log.info("run %s: its variables set how node or Playwright start; starting cold", run.id)
+            elif warm.go(env):
                 return runner.watch(warm.process, env, seconds, progress, stop)
-            log.warning("run %s: its warm runner died before the run reached it; starting cold", run.id)
+            else:
+                log.warning("run %s: its warm runner died before the run reached it; starting cold", run.id)
             runner.end(warm.process, env["HOME"])
             workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests))
         node, readable = node_and_readable(config)

@@ -38,6 +38,16 @@ MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may hav
 RETRY_SECONDS = 10  # after a runner failed to start
 
 
+# Variables node or Playwright read as they start, before a warm runner's run arrives: a run that
+# sets one starts cold, so that it has the effect it would have on `playwright test`.
+STARTING_VARIABLES = ("NODE_", "UV_", "DEBUG", "PW", "PLAYWRIGHT")
+
+
+def suits(variables: dict[str, str]) -> bool:
+    """Whether a run with these variables may go on a warm runner (STARTING_VARIABLES)."""
+    return not any(name.upper().startswith(STARTING_VARIABLES) for name in variables)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What a warm runner is started with: a cold run's sandbox and paths (execution.launch)."""
