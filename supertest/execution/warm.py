@@ -4,11 +4,13 @@ before its run arrives, so that node and Playwright's test runner are already lo
 A warm runner is a cold run's sandbox started early: the same command (sandbox.py: bubblewrap, a
 uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its own empty run
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
-Playwright and waits on stdin. A run that takes it writes its files into that directory, sends the
-run's own variables, and from then on the runner (runner.watch) sees it through as a cold run:
-deadline, stop, event lines, the kill of its group and strays. Afterwards it is thrown away with its
-directories and uid, and a fresh one is started for the slot: no two runs ever share one.
-docs/architecture.md ("Warm runners") says what it saves and costs.
+Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
+modules loaded, its environment given when it is taken) and waits on stdin. A run that takes it
+writes its files into that directory, sends the run's own variables, and from then on the runner
+(runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
+and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
+for the slot: no two runs ever share one. docs/architecture.md ("Warm runners") says what it
+saves and costs.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from supertest.execution.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
+WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 30  # a runner not ready this long after its start is replaced: the run goes cold
 MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may have been upgraded under it)
@@ -133,7 +136,8 @@ def start(recipe: Recipe) -> Warm:
     try:
         ids = held.enter_context(recipe.box.users.hold()) if recipe.box.users else None
         run_dir.mkdir(parents=True)
-        shutil.copyfile(WARM_JS, tmp_dir / "warm.js")
+        for script in (WARM_JS, WARM_WORKER_JS):
+            shutil.copyfile(script, tmp_dir / script.name)
         launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
                                      run_dir, tmp_dir, recipe.readable, ids)
         env = runner.child_env(run_dir, tmp_dir, recipe.browsers_path)
