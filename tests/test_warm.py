@@ -84,6 +84,14 @@ def idle_runners(runs_dir: str) -> list[int]:
             and _cmdline(pid).split(b"\0")[:2][-1].endswith(b"/warm.js")]  # node, not the bwraps around it
 
 
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # gone with a parent killed before it
+            pass
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as file:
@@ -135,16 +143,14 @@ def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> N
 def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) -> None:
     client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
     wait_until(lambda: idle_runners(runs_dir), 60, "a warm runner waits")
-    for pid in warm_processes(runs_dir):
-        os.kill(pid, signal.SIGKILL)
+    kill(warm_processes(runs_dir))
     # At once: the run finds the runner dead and starts cold.
     at_once = wait_for_run(client, start_run(client, passing_script("right after the kill"))["runId"])
     assert at_once["status"] == "passed", at_once
     # The worker starts another; killed while idle, that one too is replaced before a run comes.
     wait_until(lambda: idle_runners(runs_dir), 60, "a fresh warm runner waits")
     killed = idle_runners(runs_dir)
-    for pid in warm_processes(runs_dir):
-        os.kill(pid, signal.SIGKILL)
+    kill(warm_processes(runs_dir))
     wait_until(lambda: idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
                "the killed runner was replaced")
     later = wait_for_run(client, start_run(client, passing_script("on the replacement"))["runId"])
