@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
 WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
 READY = b"@@supertest-warm ready\n"
-READY_SECONDS = 30  # a runner not ready this long after its start is replaced: the run goes cold
+READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
+# (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
 MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may have been upgraded under it)
 RETRY_SECONDS = 10  # after a runner failed to start
 
