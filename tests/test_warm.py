@@ -18,7 +18,17 @@ from flask import Flask
 
 from supertest.execution import processes, warm
 from tests.conftest import ProcfileProcess, make_app, start_worker
-from tests.helpers import passing_script, run_processes, start_run, wait_for_run, wait_until
+from tests.helpers import (
+    cmdline,
+    idle_runners,
+    kill,
+    passing_script,
+    run_processes,
+    start_run,
+    wait_for_run,
+    wait_until,
+    warm_processes,
+)
 
 # Leaves all it can behind: files in HOME, TMPDIR and its browser's profile, a variable, a detached
 # process (its own session: the runner's group kill does not reach it). Fails on purpose, telling
@@ -66,40 +76,6 @@ test('finds nothing left', async ({ page }) => {
 """
 
 
-def warm_processes(runs_dir: str) -> list[int]:
-    """The live processes of the warm runners under `runs_dir`, idle or serving a run: those with
-    HOME=<runs_dir>/warm-…, and the other processes of their sessions (pasta, Chromium)."""
-    home = f"HOME={runs_dir}/warm-".encode()
-    marked = {pid for pid in processes.pids() if any(var.startswith(home) for var in processes.environ_of(pid))}
-    sessions = {processes.session_of(pid) for pid in marked} - {None}
-    return sorted(pid for pid in processes.pids() if processes.session_of(pid) in sessions or pid in marked)
-
-
-def idle_runners(runs_dir: str) -> list[int]:
-    """The warm runners' node processes that wait for a run (no SUPERTEST_RUN in their environment)."""
-    home = f"HOME={runs_dir}/warm-".encode()
-    return [pid for pid in processes.pids()
-            if (environ := processes.environ_of(pid)) and any(var.startswith(home) for var in environ)
-            and not any(var.startswith(b"SUPERTEST_RUN=") for var in environ)
-            and _cmdline(pid).split(b"\0")[:2][-1].endswith(b"/warm.js")]  # node, not the bwraps around it
-
-
-def kill(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:  # gone with a parent killed before it
-            pass
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            return file.read()
-    except OSError:
-        return b""
-
-
 def started(worker: ProcfileProcess, run_id: str) -> str:
     """How the worker started the run: "warm" or "cold" (its log line)."""
     found = re.search(rf"run {run_id}: attempt \d+ started \(\w+\) (warm|cold)", worker.log())
@@ -131,7 +107,7 @@ def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> N
     # Out of the sandbox too: its folders go (just after its outcome is recorded), and its detached process.
     wait_until(lambda: not Path(left["home"]).exists() and not Path(left["tmp"]).exists(), 10,
                "the first run's folders were removed")
-    assert not [pid for pid in processes.pids() if mark.encode() in _cmdline(pid)]
+    assert not [pid for pid in processes.pids() if mark.encode() in cmdline(pid)]
     assert run_processes(first["id"]) == []
 
     second = wait_for_run(client, start_run(client, LOOKING.replace("__LEFT__", json.dumps(left))
