@@ -11,7 +11,8 @@
     browser included), report (→ finishedAt: Playwright's reports, collecting, storing, recording)
     and delivery (→ the terminal event over SSE).
 (c) playground: the playground's example script (views/pages.py EXAMPLE) the same way as b: what a
-    user waits for from Run to passed.
+    user waits for from Run to passed. It starts SETTLE seconds after b ended, as a user's next
+    click would: the worker's fresh warm runner has loaded by then (back to back is throughput.py's).
 
 One uncounted warm-up of each, then a, b and c alternate for --rounds rounds, so drift in the load of
 the machine hits both alike. Every run must pass or the benchmark stops. The app runs as `make run`
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -34,6 +36,7 @@ from supertest.services.runs import run_test_filename  # noqa: E402
 from supertest.views.pages import EXAMPLE  # noqa: E402
 
 TITLE = "overhead bench"
+SETTLE = 3.0
 SPEC = """import { test, expect } from '@playwright/test';
 
 test('greets the visitor', async ({ page }) => {
@@ -60,6 +63,7 @@ def main() -> None:
             return run_api(session, url, "/api/test", {"script": SPEC, "title": TITLE}, tests=1)
 
         def run_c() -> ApiTiming:
+            time.sleep(SETTLE)
             return run_api(session, url, "/api/test", {"script": EXAMPLE, "title": "playground"}, tests=1)
 
         print(f"warm-up: a {run_a(0):.2f} s  b {run_b().total:.2f} s  c {run_c().total:.2f} s")
