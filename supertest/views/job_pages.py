@@ -22,7 +22,7 @@ RECENT_SLOTS = 10
 def index():
     """Every job, with how its recent runs went."""
     listed = jobs.list_jobs()
-    return render_template("jobs/list.html", jobs=listed,
+    return render_template("jobs/list.html", jobs=listed, tests=jobs.listed_tests(job.id for job in listed),
                            outcomes=history.job_strips(job.id for job in listed))
 
 
