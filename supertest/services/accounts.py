@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from supertest.extensions import db
@@ -102,7 +103,9 @@ def user_for_token(presented: str) -> User | None:
     match = TOKEN.fullmatch(presented.strip())
     if match is None:
         return None
-    token = db.session.scalar(select(ApiToken).where(ApiToken.lookup == match[1]))
+    # The user in the same query: every API request (thousands of SSE streams opening) asks this.
+    token = db.session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
+                              .where(ApiToken.lookup == match[1]))
     if token is None or not hmac.compare_digest(token.secret_hash, _digest(match[2])):
         return None
     if token.revoked_at is not None or not token.user.active:
