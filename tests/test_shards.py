@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +109,57 @@ def test_eight_tests_over_four_shards_are_one_run(pair: dict[str, Any]) -> None:
     base = f"/api/test-results/{run['id']}/report"
     assert client.get(f"{base}/{traces[0]}").status_code == 200
     assert client.get(f"{base}/trace/index.html").status_code == 200  # the trace viewer
-    # Each shard's own report stays reachable.
-    assert client.get(shards[1]["reportUrl"]).status_code == 200
+    # Merged, the shards need no report of their own, and their blob reports are let go of.
+    assert {shard["reportUrl"] for shard in shards} == {None}
+    assert blobs_left(pair["app"], run["id"], range(4)) == []
     # The run page shows the plan: each shard, its tests, expected and actual time, its worker.
     page = client.get(f"/runs/{run['id']}").get_data(as_text=True)
     assert "4 shards" in page and "Shard 4" in page and "expected" in page and shards[0]["worker"] in page
     assert all(file in page for shard in shards for file in shard["files"])
     junit = client.get(f"/api/runs/{run['id']}/junit.xml")
     assert junit.status_code == 200 and junit.get_data(as_text=True).count("<testcase") == 8
+
+
+def blobs_left(app: Flask, run_id: str, indexes: Iterable[int]) -> list[int]:
+    """The shards whose blob report is still stored, wherever it went."""
+    reports = app.extensions["reports"]
+    return [index for index in indexes for where in ("s3", "local")
+            if reports.open(where, "job", f"{run_id}/blob-{index}/report/shard-{index}.zip", None) is not None]
+
+
+def test_a_merge_that_fails_leaves_each_shards_own_report_and_says_so(pair: dict[str, Any], tmp_path: Path) -> None:
+    app = pair["app"]
+    client = app.test_client()
+    job_id, ids = sharded_job(client, "merge fails", [passing_script("ends first"), waits(15)], 2)
+    run_id = start_job(client, job_id)["runId"]
+
+    def first_done() -> list[dict[str, Any]]:
+        return [shard for shard in client.get(f"/api/runs/{run_id}").get_json().get("shards", [])
+                if shard["status"] == "passed"]
+    wait_until(lambda: len(first_done()) == 1, 60, "the quick shard ended")
+    [spoilt] = first_done()
+    index, other = spoilt["index"], 1 - spoilt["index"]
+    # Its stored blob report spoilt, as a disk fault or a hostile test could, before the slow shard
+    # ends and the merge reads it: `merge-reports` fails on it.
+    (tmp_path / f"shard-{index}.zip").write_bytes(b"not a zip")
+    with app.app_context():
+        app.extensions["reports"].save(f"{run_id}/blob-{index}", "job", tmp_path)
+    run = wait_for_run(client, run_id)
+    # The tests passed, and the run says so; its report could not be made, and it says that too.
+    assert run["status"] == "passed" and run["summary"]["passed"] == 2, run
+    assert "could not be merged" in run["errorMessage"] and "central directory" in run["errorMessage"], run
+    assert f"(shard {other + 1})" in run["errorMessage"] and f"Shard {index + 1} has no report" in run["errorMessage"]
+    assert client.get(f"/api/test-results/{run_id}/report/index.html").status_code == 404
+    # The other shard's own report, made from its blob, with its test and its trace viewer.
+    shards = {shard["index"]: shard for shard in run["shards"]}
+    assert shards[index]["reportUrl"] is None and shards[other]["reportUrl"]
+    own = report_summary(client, run_id, shards[other]["reportUrl"])
+    assert own["stats"]["total"] == 1 and own["stats"]["expected"] == 1, own["stats"]
+    assert client.get(f"/api/test-results/{run_id}/shards/{other}/report/trace/index.html").status_code == 200
+    # The run's page says what happened and links the shard's report; the blobs stay with the run.
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    assert "could not be merged" in page and shards[other]["reportUrl"] in page
+    assert blobs_left(app, run_id, range(2)) == [0, 1]
 
 
 def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:

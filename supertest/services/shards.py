@@ -150,14 +150,14 @@ def claim(run_id: str, index: int, worker: str) -> RunShard | None:
 
 
 def finish(run_id: str, index: int, status: str, attempt: int, error_message: str | None = None,
-           report_store: str | None = None, blob_store: str | None = None, results: tuple[CaseResult, ...] = (),
+           blob_store: str | None = None, results: tuple[CaseResult, ...] = (),
            test_statuses: dict[str, str] | None = None) -> RunShard | None:
     """Record a shard's outcome once, for the attempt that claimed it, with its results."""
     assert status in TERMINAL
     changed = db.session.execute(update(RunShard).where(
         RunShard.run_id == run_id, RunShard.index == index, RunShard.status.in_((PENDING, RUNNING)),
         RunShard.attempt == attempt).values(
-        status=status, error_message=error_message, report_store=report_store, blob_store=blob_store,
+        status=status, error_message=error_message, blob_store=blob_store,
         finished_at=utcnow())).rowcount  # type: ignore[attr-defined]
     if changed:
         run_tests = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()
@@ -178,6 +178,22 @@ def finish(run_id: str, index: int, status: str, attempt: int, error_message: st
     shard = get(run_id, index)
     _tell(shard)
     return shard
+
+
+def keep_report(run_id: str, index: int, store: str) -> bool:
+    """A shard's own HTML report, made from its blob when the run's could not be merged, is stored."""
+    changed = db.session.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.index == index)
+                                 .values(report_store=store)).rowcount  # type: ignore[attr-defined]
+    db.session.commit()
+    _tell(get(run_id, index))
+    return bool(changed)
+
+
+def drop_blob(run_id: str, index: int) -> None:
+    """A shard's blob report is gone, merged into the run's report."""
+    db.session.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.index == index)
+                       .values(blob_store=None))
+    db.session.commit()
 
 
 def hand_back(run_id: str, index: int, because: str, attempt: int | None = None) -> RunShard | None:
