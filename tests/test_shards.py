@@ -47,6 +47,31 @@ def test_balance(tests: list[tuple[str, int | None]], count: int, plan: list[Pla
     assert balance(tests, count) == plan
 
 
+def test_the_job_form_sets_shards_and_says_what_is_wrong(client: FlaskClient) -> None:
+    test_id = save_test(client, "sharded in the form", passing_script("sharded in the form"))
+    assert 'name="shards" value="1"' in client.get("/jobs/new").get_data(as_text=True)
+    form = {"name": "sharded in the form", "retries": "0", "testIds": [test_id], "action": "save"}
+    saved = client.post("/jobs/new", data={**form, "shards": " Auto "})
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    job_id = saved.headers["Location"].rsplit("/", 1)[1]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    assert 'name="shards" value="auto"' in client.get(f"/jobs/{job_id}/edit").get_data(as_text=True)
+    for wrong in ("0", "many", "1.5", "65", "²"):
+        refused = client.post(f"/jobs/{job_id}/edit", data={**form, "shards": wrong})
+        html = refused.get_data(as_text=True)
+        # Refused like any field: the form again, what was typed kept, and why.
+        assert refused.status_code == 422 and "Not saved:" in html and "shards must be a whole number" in html, wrong
+        assert f'name="shards" value="{wrong}"' in html
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    for typed, stored in (("4", 4), ("", 1)):
+        assert client.post(f"/jobs/{job_id}/edit", data={**form, "shards": typed}).status_code == 303
+        assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == stored
+    # A form without the field (a page from before it) keeps the job's.
+    client.put(f"/api/jobs/{job_id}", json={"shards": 3})
+    assert client.post(f"/jobs/{job_id}/edit", data=form).status_code == 303
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == 3
+
+
 @pytest.fixture(scope="module")
 def pair(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two worker processes of two threads, on a queue namespace of their own, and an app that queues there."""
