@@ -246,6 +246,34 @@ def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> No
     assert client.post("/api/runs", json={"files": files, "shards": "two"}).status_code == 422
 
 
+
+def sleeps(seconds: int) -> str:
+    """A test that waits `seconds` without a browser: a duration, and little work for the machine."""
+    return ("import { test } from '@playwright/test';\n\n"
+            f"test('sleeps {seconds} s', async () => {{\n"
+            f"  await new Promise((resolve) => setTimeout(resolve, {seconds * 1000}));\n"
+            "});\n")
+
+
+def test_ad_hoc_specs_are_balanced_by_the_history_of_the_same_paths(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    title = f"suite {uuid.uuid4().hex[:8]}"
+    files = [{"path": f"e2e/{name}.spec.ts", "content": sleeps(seconds)}
+             for name, seconds in (("a", 3), ("b", 1), ("c", 1), ("d", 1))]
+
+    def plan() -> list[tuple[list[str], int]]:
+        response = client.post("/api/runs", json={"files": files, "shards": 2, "title": title})
+        assert response.status_code == 202, response.get_data(as_text=True)
+        run = wait_for_run(client, response.get_json()["runId"])
+        assert run["status"] == "passed" and run["summary"]["total"] == 4, run
+        return [(shard["files"], shard["expectedMs"]) for shard in run["shards"]]
+    # No history yet: split by count. Then by how long each path took: the long one alone.
+    assert plan() == [(["e2e/a.spec.ts", "e2e/c.spec.ts"], 0), (["e2e/b.spec.ts", "e2e/d.spec.ts"], 0)]
+    [(first, longest), (rest, others)] = plan()
+    assert (first, rest) == (["e2e/a.spec.ts"], ["e2e/b.spec.ts", "e2e/c.spec.ts", "e2e/d.spec.ts"])
+    assert 3000 <= longest < 5000 and 3000 <= others < 5000, (longest, others)
+
+
 HANGS = """import { test } from '@playwright/test';
 
 test('waits for ever', async ({ page }) => {
