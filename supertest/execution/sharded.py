@@ -115,7 +115,7 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     part = Part(run_tests, left, blob, _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"]))
     took = Stopwatch()
     outcome = launch(run, space, config, given, secrets, stop, part)
-    took.lap("playwright")
+    took.lap("playwright")  # writing its folder, the sandbox, Playwright and the tests
     if outcome.stopped:
         log.info("run %s: shard %s was stopped: cancelled, or handed to another worker", run.id, shard.index)
         return
