@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -52,6 +53,7 @@ MERGE_CONFIG = "merge.config.js"
 HTML = ["html", {"outputFolder": "report", "open": "never"}]
 MERGED = [HTML, ["junit", {"outputFile": f"report/{JUNIT}"}]]  # the run's report, as an unsharded run's
 OWN = [HTML]  # a shard's own, when the run's could not be merged
+STACK_LINE = re.compile(r"\s+at \S")
 
 
 def execute_shard(run_id: str, index: int) -> None:
@@ -305,8 +307,9 @@ def _merge_blobs(run: Run, blobs: list[Path], reporters: list[Any], prefix: str)
             limits = collecting.Limits(config["REPORT_MAX_MB"] * collecting.MB, config["REPORT_MAX_FILES"])
             collecting.collect(merge_dir, ["report"], kept, limits, ids)
         redact_kept(run, kept, variables.for_run()[1], config)
-        if not (kept / "report" / "index.html").is_file():
-            return None, results.clean(outcome.log[-2000:], merge_dir)
+        if not (kept / "report" / "index.html").is_file():  # what it said, without node's stack (our paths)
+            said = results.clean(outcome.log[-2000:], merge_dir).splitlines()
+            return None, "\n".join(line for line in said if not STACK_LINE.match(line))
         return current_app.extensions["reports"].save(prefix, run.kind, kept / "report"), None
     except Exception as error:  # the run still ends, with its results
         log.exception("run %s: merge-reports into %s failed", run.id, prefix)
