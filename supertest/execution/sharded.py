@@ -8,6 +8,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,11 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     started = as_utc(run.started_at) if run.started_at else utcnow()
     left = max(1.0, run.timeout_ms / 1000 - (utcnow() - started).total_seconds())
     blob = blob_name(shard.index)
-    part = Part(run_tests, left, blob, _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"]))
     took = Stopwatch()
+    part = Part(run_tests, left, blob,
+                _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"], took.seen))
     outcome = launch(run, space, config, given, secrets, stop, part)
-    took.lap("playwright")  # writing its folder, the sandbox, Playwright and the tests
+    took.lap("playwright")  # writing its folder, the sandbox, Playwright's start, the tests, its exit
     if outcome.stopped:
         log.info("run %s: shard %s was stopped: cancelled, or handed to another worker", run.id, shard.index)
         return
@@ -149,11 +151,18 @@ def blob_prefix(run_id: str, index: int) -> str:
 
 
 class Stopwatch:
-    """Where a shard's time went, stage by stage, for its log line (bench/shards.py reads it)."""
+    """Where a shard's time went, stage by stage, for its log line (bench/shards.py reads it); of
+    Playwright's, its start (to the reporter's `begin`) and its end (after the last test's event)."""
 
     def __init__(self) -> None:
-        self.last = time.monotonic()
+        self.started = self.last = time.monotonic()
         self.laps: list[tuple[str, float]] = []
+        self.events: dict[str, float] = {}
+
+    def seen(self, name: str) -> None:
+        """A live event's time: the first `begin`, the last `test`."""
+        if name == "test" or name not in self.events:
+            self.events[name] = time.monotonic()
 
     def lap(self, name: str) -> None:
         now = time.monotonic()
@@ -161,15 +170,23 @@ class Stopwatch:
         self.last = now
 
     def __str__(self) -> str:
-        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.laps)
+        said = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.laps)
+        begin, last = self.events.get("begin"), self.events.get("test")
+        if begin and last and self.laps:
+            end = self.started + self.laps[0][1]
+            said += (f" (of which its start {begin - self.started:.2f} s, its tests {last - begin:.2f} s, "
+                     f"its end {end - last:.2f} s)")
+        return said
 
 
-def _publisher(run_id: str, index: int, client: redis_lib.Redis, namespace: str) -> Any:
+def _publisher(run_id: str, index: int, client: redis_lib.Redis, namespace: str,
+               seen: Callable[[str], None]) -> Any:
     """A shard's live progress as the run's: `done` and `total` count the cases of every shard
     (each shard's counts kept in Redis, a retried shard's replacing its earlier attempt's)."""
     totals, dones = f"{namespace}:shards:{run_id}:total", f"{namespace}:shards:{run_id}:done"
 
     def publish(name: str, data: dict[str, Any]) -> None:
+        seen(name)
         data = {**data, "shard": index}
         try:
             if name in ("begin", "test"):
