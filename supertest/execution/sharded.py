@@ -242,12 +242,20 @@ def merge(run: Run) -> tuple[str | None, str | None]:
             return None, "No shard left a report to merge."
         store, failure = _merge_blobs(run, list(blobs.values()), MERGED, run.id)
         if store:
-            missing = [shard.index + 1 for shard in run.run_shards if shard.index not in blobs]
-            return store, (f"Shard {', '.join(map(str, missing))} left no report; the merged report lacks "
-                           "its tests." if missing else None)
+            missing = [shard.index for shard in run.run_shards if shard.index not in blobs]
+            return store, (f"{_named(missing)} left no report; the merged report lacks those tests."
+                           if missing else None)
         return None, f"The shards' reports could not be merged.{_own_reports(run, blobs)}\n\n{failure}".strip()
+    except Exception as error:  # the run must still end, with its results
+        log.exception("run %s: merging the shards' reports failed", run.id)
+        return None, f"The shards' reports could not be merged: {error}."
     finally:
         nofollow.remove_tree(fetched)
+
+
+def _named(indexes: list[int]) -> str:
+    """Shards by their number on the run's page: "Shard 2", "Shards 1, 3"."""
+    return f"Shard{'s' if len(indexes) > 1 else ''} {', '.join(str(index + 1) for index in sorted(indexes))}"
 
 
 def _fetch_blobs(run: Run, into: Path) -> dict[int, Path]:
@@ -260,14 +268,13 @@ def _fetch_blobs(run: Run, into: Path) -> dict[int, Path]:
         name = blob_name(shard.index)
         try:
             stored = reports.open(shard.blob_store, run.kind, f"{blob_prefix(run.id, shard.index)}/report/{name}", None)
+            if stored is not None:
+                with open(into / name, "wb") as file:
+                    for chunk in stored.body:
+                        file.write(chunk)
+                blobs[shard.index] = into / name
         except Exception:  # storage unreachable: merged without it, and the user told so
             log.exception("run %s: could not fetch shard %s's blob report", run.id, shard.index)
-            continue
-        if stored is not None:
-            with open(into / name, "wb") as file:
-                for chunk in stored.body:
-                    file.write(chunk)
-            blobs[shard.index] = into / name
     return blobs
 
 
@@ -275,7 +282,7 @@ def _own_reports(run: Run, blobs: dict[int, Path]) -> str:
     """Each shard's own HTML report, made from its blob alone and linked from its line on the run's
     page; returns what to tell the user of them."""
     made: list[int] = []
-    failed = [shard.index + 1 for shard in run.run_shards if shard.index not in blobs]
+    failed = [shard.index for shard in run.run_shards if shard.index not in blobs]
     for index, blob in blobs.items():
         store, _ = _merge_blobs(run, [blob], OWN, f"{run.id}/shard-{index}")
         try:
@@ -284,11 +291,13 @@ def _own_reports(run: Run, blobs: dict[int, Path]) -> str:
             log.exception("run %s: could not record shard %s's own report", run.id, index)
             db.session.rollback()
             kept = False
-        (made if kept else failed).append(index + 1)
-    said = f" Each shard's own report is linked from its line below (shard {', '.join(map(str, made))})." \
-        if made else ""
+        (made if kept else failed).append(index)
+    said = ""
+    if made:
+        said += (f" {_named(made)} has its own report instead, linked from its line below." if len(made) == 1 else
+                 f" {_named(made)} have their own reports instead, linked from their lines below.")
     if failed:
-        said += f" Shard {', '.join(map(str, sorted(failed)))} has no report to show."
+        said += f" {_named(failed)} {'has' if len(failed) == 1 else 'have'} no report to show."
     return said
 
 
