@@ -148,8 +148,8 @@ def stage_lines(log: Path, run_id: str) -> list[str]:
         text = log.read_text(errors="replace")
     except OSError:
         return []
-    shards = re.findall(rf"run {run_id}: shard (\d+), attempt \d+ ended \w+ \(([^)]*)\)", text)
-    merged = re.findall(rf"run {run_id}: all \d+ shards ended; the run ends \w+ \(([^)]*)\)", text)
+    shards = re.findall(rf"run {run_id}: shard (\d+), attempt \d+ ended \w+ \((.*)\)", text)
+    merged = re.findall(rf"run {run_id}: all \d+ shards ended; the run ends \w+ \((.*)\)", text)
     return [f"shard {int(index) + 1}: {stages}" for index, stages in shards] + [f"run: {stages}" for stages in merged]
 
 if __name__ == "__main__":
