@@ -3,6 +3,7 @@ stream, one status, one merged report), faults kept to their shard, and the bala
 from __future__ import annotations
 
 import os
+import re
 import signal
 import uuid
 from collections.abc import Iterable, Iterator
@@ -12,9 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 
 from supertest.services.shards import Planned, balance
-from tests.conftest import make_app, running_workers
+from tests.conftest import make_app, running_workers, sign_in
 from tests.helpers import (
     passing_script,
     read_sse,
@@ -70,6 +72,35 @@ def test_the_job_form_sets_shards_and_says_what_is_wrong(client: FlaskClient) ->
     client.put(f"/api/jobs/{job_id}", json={"shards": 3})
     assert client.post(f"/jobs/{job_id}/edit", data=form).status_code == 303
     assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == 3
+
+
+def test_the_job_form_takes_shards_in_the_browser(browser: Browser, web: str, client: FlaskClient) -> None:
+    title = f"sharded in a browser {uuid.uuid4().hex[:6]}"
+    save_test(client, title, passing_script(title))
+    # Not the `page` fixture: Chromium logs the refused save's 422 as a console error, as it should.
+    context = browser.new_context(base_url=web)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page)
+    page.goto("/jobs/new")
+    page.get_by_label("Name").fill(title)
+    page.get_by_label("Test to add").select_option(label=title)
+    page.get_by_role("button", name="Add test").click()
+    expect(page.locator(".chosen-tests")).to_contain_text(title)
+    shards = page.locator("input[name=shards]")
+    shards.fill("lots")
+    page.get_by_role("button", name="Save job").click()
+    expect(page.get_by_role("alert")).to_contain_text("shards must be a whole number")
+    expect(shards).to_have_value("lots")
+    shards.fill("auto")
+    page.get_by_role("button", name="Save job").click()
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    context.close()
+    assert not errors, errors
 
 
 @pytest.fixture(scope="module")
