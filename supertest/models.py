@@ -421,7 +421,8 @@ class RunShard(Timed, Model):
     started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     error_message: Mapped[str | None] = mapped_column(Text)
-    # Where the shard's own HTML report and its blob report (for the merge) were stored.
+    # Where its blob report (for the merge; deleted once merged) and its own HTML report (made from
+    # that blob only when the run's could not be merged) were stored.
     report_store: Mapped[str | None] = mapped_column(String(10))
     blob_store: Mapped[str | None] = mapped_column(String(10))
 
