@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 from supertest import config, create_app  # noqa: E402
 from supertest.extensions import db  # noqa: E402
 from supertest.models import Run  # noqa: E402
-from supertest.services import accounts, runs  # noqa: E402
+from supertest.services import accounts, metrics, runs, tests  # noqa: E402
+from supertest.views.test_pages import PAGE_SIZE as TESTS_PAGE  # noqa: E402
 
 TESTS, JOBS, TESTS_PER_JOB = 500, 50, 10
 JOB_RUNS, TEST_RUNS = 40_000, 60_000
@@ -49,6 +50,9 @@ CASES_PER_JOB_TEST = 2  # 40,000 × 10 × 2 = 800,000 results; 60,000 test runs 
 SPAN = timedelta(days=200)
 RUNNING_NOW, QUEUED_NOW = 3, 5  # the newest runs: not finished, so without results
 TARGET_MS = 150.0
+# A scrape that adds up the settled runs again: a process's first, then one per SETTLED_PERIOD
+# (services/metrics.py). Shown, not held to the target: it is not what a scrape costs.
+ONCE_A_PERIOD = "metrics, 1st scrape of a period"
 SLOW_BUDGET_S = 20.0  # an endpoint this slow gets fewer requests, so the benchmark still ends
 SCRIPT = "import { test, expect } from '@playwright/test';\n\ntest('case', async ({ page }) => {});\n"
 
@@ -260,22 +264,27 @@ class Timing:
         return statistics.median(self.samples) * 1000
 
 
-def measure(app: Flask, log: StatementLog, token: str, name: str, path: str, count: int) -> Timing:
-    """Warm up (twice, unless slow), then time `count` GETs of `path`: fewer, at least 5, past SLOW_BUDGET_S."""
+def measure(app: Flask, log: StatementLog, token: str, name: str, path: str, count: int,
+            before: Callable[[], None] = lambda: None) -> Timing:
+    """Warm up (twice, unless slow), then time `count` GETs of `path`: fewer, at least 5, past SLOW_BUDGET_S.
+    `before` runs before each request, untimed."""
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     for _ in range(2):
+        before()
         start = time.perf_counter()
         response = client.get(path, headers=headers)
         if response.status_code != 200:
             sys.exit(f"benchmark aborted: GET {path} answered {response.status_code}: {response.text[:500]}")
         if time.perf_counter() - start > 1:
             break  # one warm-up is enough for a request this slow
+    before()
     with log.record() as statements:
         client.get(path, headers=headers)
     samples: list[float] = []
     spent = time.perf_counter()
     while len(samples) < count and (len(samples) < 5 or time.perf_counter() - spent < SLOW_BUDGET_S):
+        before()
         start = time.perf_counter()
         client.get(path, headers=headers)
         samples.append(time.perf_counter() - start)
@@ -321,12 +330,16 @@ def main() -> None:
             token = accounts.create_token(user, "bench")[1]
             newest_first = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
             deep = runs.encode_cursor(db.session.scalars(newest_first.offset(60_000).limit(1)).one())
+            page_of_tests = tests.page_saved(TESTS_PAGE * 5)  # the cursor after the 5th page of the Tests list
+            later_tests = page_of_tests.next_cursor
             db.session.remove()
         test_id, job_id = filled.test_ids[123], filled.job_ids[17]
         endpoints = [
             ("baseline: GET /api/variables", "/api/variables"),
             ("dashboard", "/"),
-            ("tests list (500 tests)", "/tests"),
+            ("tests list (50 of 500)", "/tests"),
+            ("tests list, 6th page", f"/tests?cursor={later_tests}"),
+            ("tests list, title search", "/tests?q=test+12"),
             ("test page", f"/tests/{test_id}"),
             ("jobs list (50 jobs)", "/jobs"),
             ("job page", f"/jobs/{job_id}"),
@@ -337,21 +350,32 @@ def main() -> None:
             ("api runs?status=cancelled", "/api/runs?status=cancelled"),
             ("api runs?testId", f"/api/runs?testId={test_id}"),
             ("api runs at 60,000", f"/api/runs?cursor={deep}"),
+            ("api tests (500)", "/api/tests"),
             ("api tests/<id>", f"/api/tests/{test_id}"),
             ("api jobs", "/api/jobs"),
             ("metrics (Prometheus)", "/metrics"),
+            (ONCE_A_PERIOD, "/metrics"),
             ("operations page", "/operations"),
         ]
         log = StatementLog(app)
-        timings = [measure(app, log, token, name, path, args.requests) for name, path in endpoints]
+
+        def forget_settled() -> None:
+            """As on a process's first scrape, or once a period when the boundary moves (services/metrics.py)."""
+            app.extensions.pop(metrics.SETTLED_KEY, None)
+
+        timings = [measure(app, log, token, name, path, args.requests,
+                           forget_settled if name == ONCE_A_PERIOD else lambda: None)
+                   for name, path in endpoints]
         baseline = timings[0].p50
         print(f"\n{'':34} {'p50 ms':>8} {'p95 ms':>8} {'p50/base':>9} {'queries':>8} {'n':>4}")
         for timing in timings:
             mark = "" if timing.p(0.95) < TARGET_MS else "  MISSES the target"
+            mark = "  (not held to the target)" if timing.name == ONCE_A_PERIOD else mark
             print(f"{timing.name:34} {timing.p50:8.1f} {timing.p(0.95):8.1f} {timing.p50 / baseline:9.1f} "
                   f"{len(timing.statements):8d} {len(timing.samples):4d}{mark}")
-        missed = [timing for timing in timings if timing.p(0.95) >= TARGET_MS]
-        print(f"\n{len(timings) - 1 - len(missed)} of {len(timings) - 1} under {TARGET_MS:.0f} ms at p95")
+        held = [timing for timing in timings[1:] if timing.name != ONCE_A_PERIOD]
+        missed = [timing for timing in held if timing.p(0.95) >= TARGET_MS]
+        print(f"\n{len(held) - len(missed)} of {len(held)} under {TARGET_MS:.0f} ms at p95")
         for timing in missed:
             explain(app, timing)
         with app.app_context():

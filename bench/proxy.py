@@ -24,7 +24,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/proxy.py` from anywhere
 from bench.common import parse_args, stacks_in_scratch  # noqa: E402
-from bench.sse import rss_kb  # noqa: E402
+from bench.sse import cpu_seconds, rss_kb  # noqa: E402
 from supertest import config, create_app  # noqa: E402
 from supertest.outcomes import PASSED  # noqa: E402
 from supertest.services import runs  # noqa: E402
@@ -34,10 +34,14 @@ SIZE = 30 * 1024 * 1024
 BUCKET = "bench-test-artifacts"
 
 
+FIRST_BYTES: dict[str, list[float]] = {}  # URL → seconds until the response's head, each GET
+
+
 def timed_get(url: str, **kwargs: object) -> float:
     """Seconds to read the whole body, checking its length."""
     start = time.perf_counter()
     with requests.get(url, stream=True, timeout=60, **kwargs) as response:  # type: ignore[arg-type]
+        FIRST_BYTES.setdefault(url, []).append(time.perf_counter() - start)
         response.raise_for_status()
         got = sum(len(chunk) for chunk in response.iter_content(1024 * 1024))
     if got != SIZE:
@@ -71,6 +75,7 @@ def main() -> None:
             headers = {"Authorization": f"Bearer {bench.auth.tokens[stack.url]}"}
             direct: list[float] = []
             proxied: list[float] = []
+            cpu: list[float] = []  # the web processes' CPU seconds, each proxied GET
             idle = rss_kb(web)
             peak = idle
             sampling = threading.Event()
@@ -87,7 +92,9 @@ def main() -> None:
             sampler.start()
             for n in range(1, args.rounds + 1):
                 direct.append(timed_get(direct_url))
+                before = cpu_seconds(web)
                 proxied.append(timed_get(proxy_url, headers=headers))
+                cpu.append(cpu_seconds(web) - before)
                 print(f"round {n}: direct {SIZE / direct[-1] / 1e6:.0f} MB/s  "
                       f"proxy {SIZE / proxied[-1] / 1e6:.0f} MB/s", flush=True)
             sampling.set()
@@ -96,6 +103,10 @@ def main() -> None:
         s3.stop()
     a, b = SIZE / statistics.median(direct) / 1e6, SIZE / statistics.median(proxied) / 1e6
     print(f"median direct: {a:.0f} MB/s, proxy: {b:.0f} MB/s")
+    print(f"until the response's head, median: direct {statistics.median(FIRST_BYTES[direct_url]) * 1000:.1f} ms, "
+          f"proxy {statistics.median(FIRST_BYTES[proxy_url]) * 1000:.1f} ms")
+    print(f"web processes' CPU a proxied GET, median: {statistics.median(cpu) * 1000:.0f} ms "
+          f"(its wall time {statistics.median(proxied) * 1000:.0f} ms)")
     print(f"throughput ratio: {b / a:.2f}")
     print(f"web processes' RSS: {idle / 1024:.0f} MB before, peak {peak / 1024:.0f} MB "
           f"(+{(peak - idle) / 1024:.1f} MB)")

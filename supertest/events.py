@@ -17,6 +17,10 @@ from supertest.connections import redis_client
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "supertest:run:"
+# How long a run's state, read for one new stream, is handed to the next ones of this process (when
+# no event of the run came meanwhile): thousands of viewers arriving at once cost a read a second,
+# not a read each. Publishing is best effort, so a lost event is what this bounds.
+CURRENT_SECONDS = 1.0
 Event = tuple[str, dict[str, Any]]
 Render = Callable[[str, dict[str, Any]], str]
 
@@ -63,6 +67,10 @@ class Hub:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._streams = 0  # slots taken by reserve() and not yet released
+        # Per run with subscribers: events delivered so far, and its state as last read, with the
+        # count it was read at and when (see current()).
+        self._delivered: dict[str, int] = {}
+        self._current: dict[str, tuple[int, float, Live]] = {}
 
     @property
     def streams(self) -> int:
@@ -98,12 +106,32 @@ class Hub:
         self._ready.wait(timeout=5)
         return inbox
 
+    def current(self, run_id: str, read: Callable[[], Event]) -> Live:
+        """The first event of a stream subscribed to `run_id` (call this after subscribe): the run's
+        state as `read` makes it from the record, or as it was read for another stream of this
+        process less than CURRENT_SECONDS ago, if no event of the run has been delivered since
+        that stream subscribed (a later event reaches this stream's inbox too). Every stream of a
+        process must make its first event with the same `read`."""
+        with self._lock:
+            mark = self._delivered.get(run_id, 0)
+            known = self._current.get(run_id)
+        now = time.monotonic()
+        if known is not None and known[0] == mark and now - known[1] < CURRENT_SECONDS:
+            return known[2]
+        live = Live(read())  # so the streams that share it render it once too
+        with self._lock:
+            if run_id in self._clients and self._delivered.get(run_id, 0) == mark:
+                self._current[run_id] = (mark, now, live)
+        return live
+
     def unsubscribe(self, run_id: str, inbox: queue.Queue[Live]) -> None:
         with self._lock:
             inboxes = self._clients.get(run_id, set())
             inboxes.discard(inbox)
             if not inboxes:
                 self._clients.pop(run_id, None)
+                self._delivered.pop(run_id, None)
+                self._current.pop(run_id, None)
 
     def _listen(self) -> None:
         while True:
@@ -117,6 +145,8 @@ class Hub:
                         self._deliver(message["channel"].decode()[len(CHANNEL_PREFIX):], message["data"])
             except redis.RedisError:
                 self._ready.clear()
+                with self._lock:
+                    self._current.clear()  # events may be lost while away: read the record again
                 log.warning("SSE listener lost Redis; reconnecting", exc_info=True)
                 time.sleep(1)
 
@@ -128,6 +158,9 @@ class Hub:
             return
         with self._lock:
             inboxes = list(self._clients.get(run_id, ()))
+            if inboxes:
+                self._delivered[run_id] = self._delivered.get(run_id, 0) + 1
+                self._current.pop(run_id, None)
         # One Live for them all: each kind of stream renders the event once, not once a client.
         live = Live(event)
         for inbox in inboxes:
@@ -173,7 +206,7 @@ def format_sse(event: str, data: str) -> str:
 
 def stream(
     inbox: queue.Queue[Live],
-    first: Event,
+    first: Live,
     render: Render,
     ping_seconds: float,
     is_final: Callable[[str, dict[str, Any]], bool],
@@ -184,8 +217,8 @@ def stream(
     when done. The caller calls `close` too when the stream is never started: it must be idempotent.
     """
     try:
-        yield render(*first)
-        if is_final(*first):
+        yield first.render(render)
+        if is_final(*first.event):
             return
         while True:
             try:

@@ -110,9 +110,11 @@ class Run(Timed, Model):
 
     __tablename__ = "runs"
     # Each list of runs is read newest first, by keyset on (created_at, id): all runs, a status's, a job's.
+    # /metrics and the dashboard read the runs that ended lately (finished_at).
     __table_args__ = (Index("ix_runs_created", "created_at", "id"),
                       Index("ix_runs_status_created", "status", "created_at", "id"),
-                      Index("ix_runs_job_created", "job_id", "created_at", "id"))
+                      Index("ix_runs_job_created", "job_id", "created_at", "id"),
+                      Index("ix_runs_finished", "finished_at"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(10), default="test")
@@ -419,7 +421,8 @@ class RunShard(Timed, Model):
     started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True))
     error_message: Mapped[str | None] = mapped_column(Text)
-    # Where the shard's own HTML report and its blob report (for the merge) were stored.
+    # Where its blob report (for the merge; deleted once merged) and its own HTML report (made from
+    # that blob only when the run's could not be merged) were stored.
     report_store: Mapped[str | None] = mapped_column(String(10))
     blob_store: Mapped[str | None] = mapped_column(String(10))
 

@@ -9,8 +9,10 @@ import logging
 import mimetypes
 import os
 import posixpath
+import queue
 import shutil
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,8 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.httpsession
+import urllib3
 from werkzeug.http import parse_range_header
 
 from supertest import nofollow
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 
 S3, LOCAL = "s3", "local"
 CHUNK = 1024 * 1024  # per read from S3 or disk and per write to the client: fewer, larger writes
+# Pieces of an S3 object read ahead of the client: reading S3 and writing to the client overlap
+# (one after the other, each waits on the other's peer), with at most this many CHUNKs held a file.
+READ_AHEAD = 4
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("video/webm", ".webm")
@@ -133,6 +140,48 @@ def _read(fd: int, start: int, length: int) -> Iterator[bytes]:
         os.close(fd)
 
 
+class _Done:
+    """What the reading thread puts last: nothing more to come, or why not."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+def read_ahead(chunks: Iterator[bytes], close: Callable[[], None], depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """`chunks`, read by a thread of their own up to `depth` ahead of the caller, so that while the
+    caller writes one chunk to its client the next ones are already on their way (under gevent the
+    thread is a greenlet). `close` (the source's) is called once the thread is done, also when the
+    caller stops early (a client that went away)."""
+    ahead: queue.Queue[bytes | _Done] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                ahead.put(chunk)
+                if stop.is_set():
+                    return
+            ahead.put(_Done())
+        except BaseException as error:  # handed to the caller, who raises it  # noqa: BLE001
+            ahead.put(_Done(error))
+        finally:
+            close()
+
+    threading.Thread(target=read, name="report-read-ahead", daemon=True).start()
+    try:
+        while not isinstance(item := ahead.get(), _Done):
+            yield item
+        if item.error is not None:
+            raise item.error
+    finally:
+        stop.set()
+        try:  # room for the put the thread may be blocked in; it then sees `stop`
+            while True:
+                ahead.get_nowait()
+        except queue.Empty:
+            pass
+
+
 def regular_files(folder: Path) -> Iterator[str]:
     """The paths (relative, with slashes) of the files in `folder`, links and oddities left out
     (they are refused again when opened: nofollow.open_beneath)."""
@@ -160,6 +209,13 @@ class S3Reports:
             ),
         )
         self._bucket_ready = False
+        # Report files are read with a presigned GET on a connection pool of our own, the same
+        # request as get_object's, so that open() can hand on whatever has arrived (see there).
+        # Certificates as botocore checks them (AWS_CA_BUNDLE, else its bundle); no HTTP proxy.
+        self._http = urllib3.PoolManager(
+            maxsize=16, timeout=urllib3.Timeout(connect=3, read=30),
+            ca_certs=os.environ.get("AWS_CA_BUNDLE") or botocore.httpsession.get_cert_path(True),
+            retries=urllib3.Retry(total=2, connect=2, read=0, status=0, redirect=0, backoff_factor=0.1))
 
     def _ensure_bucket(self) -> None:
         if self._bucket_ready:
@@ -214,27 +270,47 @@ class S3Reports:
             raise StorageError(str(error)) from error
 
     def open(self, key: str, range_header: str | None) -> ReportFile | None:
-        """Stream an object, honouring a Range header; None when there is no such object."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if range_header:
-            args["Range"] = range_header
+        """Stream an object, honouring a Range header; None when there is no such object.
+
+        Its body goes on as it arrives (read1: up to CHUNK of what is there, not a full CHUNK
+        waited for), read ahead of the client (read_ahead): with both, a 30 MB file comes through
+        the proxy at about 0.7 of a direct GET's speed instead of 0.5 (bench/proxy.py)."""
         try:
-            response = self.client.get_object(**args)
-        except botocore.exceptions.ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+            url = self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=60)
+            response = self._http.request("GET", url, headers={"Range": range_header} if range_header else None,
+                                          preload_content=False, decode_content=False)
+        except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError) as error:
+            raise StorageError(str(error)) from error
+        if response.status not in (200, 206):
+            response.drain_conn()
+            response.release_conn()
+            if response.status == 404:  # NoSuchKey, or NoSuchBucket
                 return None
-            if code == "InvalidRange":
-                raise RangeNotSatisfiable(range_header) from error
-            raise StorageError(str(error)) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise StorageError(str(error)) from error
-        length = response["ContentLength"]
+            if response.status == 416:
+                raise RangeNotSatisfiable(range_header)
+            raise StorageError(f"S3 answered {response.status} to GET {self.bucket}/{key}")
+        length = int(response.headers["Content-Length"])
         total, start = length, 0
-        if "ContentRange" in response:  # "bytes 0-99/1234"
-            span, _, size = response["ContentRange"].removeprefix("bytes ").partition("/")
+        if response.status == 206:  # Content-Range: "bytes 0-99/1234"
+            span, _, size = response.headers["Content-Range"].removeprefix("bytes ").partition("/")
             start, total = int(span.split("-")[0]), int(size)
-        return ReportFile(response["Body"].iter_chunks(CHUNK), length, total, content_type(key), start)
+
+        def chunks() -> Iterator[bytes]:
+            got = 0
+            while got < length and (chunk := response.read1(min(CHUNK, length - got))):
+                got += len(chunk)
+                yield chunk
+            if got != length:  # as botocore would: a short body is an error, not a smaller file
+                raise StorageError(f"S3 sent {got} of {length} bytes of {self.bucket}/{key}")
+
+        def close() -> None:
+            if response.length_remaining == 0:
+                response.release_conn()  # read to the end: the connection serves the next file
+            else:
+                response.close()
+
+        return ReportFile(read_ahead(chunks(), close), length, total, content_type(key), start)
 
     def check(self) -> None:
         try:

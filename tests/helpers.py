@@ -185,9 +185,10 @@ def start_job(client: FlaskClient, job_id: str) -> dict[str, Any]:
     return response.get_json()
 
 
-def report_summary(client: FlaskClient, run_id: str) -> dict[str, Any]:
-    """The data inside a Playwright HTML report (fetched through the proxy): its report.json."""
-    html = client.get(f"/api/test-results/{run_id}/report/index.html").get_data(as_text=True)
+def report_summary(client: FlaskClient, run_id: str, url: str | None = None) -> dict[str, Any]:
+    """The data inside a Playwright HTML report (fetched through the proxy, from the run's or from
+    `url`): its report.json."""
+    html = client.get(url or f"/api/test-results/{run_id}/report/index.html").get_data(as_text=True)
     found = re.search(r'id="playwrightReportBase64">data:application/zip;base64,([^<]+)<', html)
     assert found, "no embedded report data in index.html"
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1)))) as archive:

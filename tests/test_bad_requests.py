@@ -343,6 +343,10 @@ BAD_FORMS = [
                  id="secret of spaces"),
     pytest.param(f"/runs?cursor={NUL_CURSOR}", None, 400, id="runs page with a NUL in the cursor's id"),
     pytest.param(f"/jobs/{{job}}?cursor={NUL_CURSOR}", None, 400, id="a job's runs with a NUL in the cursor's id"),
+    pytest.param("/tests?cursor=garbage!", None, 400, id="tests page with a cursor that is no cursor"),
+    pytest.param("/tests?cursor=" + cursor(f"{uuid.uuid4()}|a title with a NUL" + "\x00"), None, 400,
+                 id="tests page with a NUL in the cursor's title"),
+    pytest.param("/tests?q=%00", None, 400, id="tests page searching for a NUL"),
 ]
 
 

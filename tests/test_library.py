@@ -2,9 +2,11 @@
 and a test's history counts its runs from everywhere."""
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from flask import Flask
@@ -15,6 +17,7 @@ from supertest import models
 from supertest.extensions import db
 from supertest.outcomes import CANCELLED, FAILED, PASSED
 from supertest.services import history, runs
+from supertest.views import test_pages
 from tests.helpers import FAILING, PASSING, passing_script, save_job, save_test, start_job, wait_for_run
 from tests.s3server import S3Server
 
@@ -306,13 +309,43 @@ def test_strips_and_pages_of_runs_keep_the_newest_first_order(app: Flask, client
         engine = db.engine
     event.listen(engine, "before_cursor_execute", count)
     try:
-        page = client.get("/tests").get_data(as_text=True)
+        page = client.get("/tests?q=history").get_data(as_text=True)  # a page of 50: others' tests may come first
         for_tests = len(statements)
         statements.clear()
         jobs_page = client.get("/jobs").get_data(as_text=True)
     finally:
         event.remove(engine, "before_cursor_execute", count)
     # A few statements for the whole page, however many tests and jobs there are (not one per row).
-    # Jobs: jobs, their tests, rules, rules' channels, schedules, strips.
+    # Jobs: jobs, their tests' titles, rules, rules' channels, schedules, strips.
     assert for_tests <= 4 and len(statements) <= 8, (for_tests, statements)
     assert f'href="/runs/{newest_first[0]}"' in page and f'href="/runs/{job_runs[0]}"' in jobs_page
+
+
+def test_the_tests_list_pages_by_title_and_searches_titles(app: Flask, client: FlaskClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of tests at a time, by title then id (titles may repeat), each page's link to the next
+    keeping the search; a search finds a piece of a title in any case, with % and _ as themselves."""
+    prefix = f"paged {uuid.uuid4().hex[:8]}"
+    titles = {save_test(client, f"{prefix} {suffix}", PASSING): suffix for suffix in ("b", "A%", "b", "c_d", "e")}
+    with app.app_context():
+        in_order = list(db.session.scalars(select(models.Test.id).where(models.Test.id.in_(titles))
+                                           .order_by(models.Test.title, models.Test.id)))
+    monkeypatch.setattr(test_pages, "PAGE_SIZE", 2)
+    seen, pages, url = [], 0, f"/tests?q={quote(prefix.upper())}"
+    while url:
+        page = client.get(url).get_data(as_text=True)
+        seen += re.findall(r'href="/tests/([0-9a-f-]{36})"', page)
+        pages += 1
+        more = re.search(r'href="([^"]*)">More tests', page)
+        url = html.unescape(more.group(1)) if more else ""
+        assert not more or parse_qs(urlsplit(url).query)["q"] == [prefix.upper()]
+    assert (seen, pages) == (in_order, 3)
+
+    def found(search: str) -> list[str]:
+        page = client.get(f"/tests?q={quote(search)}").get_data(as_text=True)
+        return re.findall(r'href="/tests/([0-9a-f-]{36})"', page)
+
+    assert [titles[test_id] for test_id in found(f"{prefix} a%")] == ["A%"]
+    assert [titles[test_id] for test_id in found(f"{prefix} c_d")] == ["c_d"]
+    assert found(f"{prefix} %") == [] and found(f"{prefix} _") == []  # as wildcards, they would find all five
+    assert "has “" in client.get(f"/tests?q={quote(prefix + ' z')}").get_data(as_text=True)

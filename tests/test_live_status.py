@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
+import redis
 from flask import Flask
 
+from supertest import events
 from supertest.outcomes import CANCELLED
 from supertest.services import runs
 from tests.conftest import make_app
@@ -85,3 +88,33 @@ def test_run_panel_falls_back_to_polling(app: Flask) -> None:
         runs.finish(run_id, CANCELLED, error_message="stopped by the test")
     ended = client.get(f"/runs/{run_id}?poll=1", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "every 2s" not in ended and "sse-connect=" not in ended
+
+
+def test_streams_arriving_together_share_one_read_of_the_run_until_its_next_event(settings: dict[str, str]) -> None:
+    """Thousands of viewers opening a run's stream at once cost one read of it, not one each; an
+    event of the run, or CURRENT_SECONDS, or the last viewer leaving, makes the next stream read it again."""
+    hub, client = events.Hub(settings["REDIS_URL"]), redis.Redis.from_url(settings["REDIS_URL"])
+    run_id, reads = str(uuid.uuid4()), []
+
+    def read() -> events.Event:
+        reads.append(run_id)
+        return "status", {"reads": len(reads)}
+
+    first = hub.subscribe(run_id)
+    second = hub.subscribe(run_id)
+    try:
+        assert hub.current(run_id, read).event == ("status", {"reads": 1})
+        assert hub.current(run_id, read).event == ("status", {"reads": 1})  # the second stream: no read
+        events.publish(run_id, "test", {"title": "one"}, client)
+        assert first.get(timeout=5).event == ("test", {"title": "one"})
+        assert hub.current(run_id, read).event == ("status", {"reads": 2})  # it may have changed the run
+        time.sleep(events.CURRENT_SECONDS + 0.1)
+        assert hub.current(run_id, read).event == ("status", {"reads": 3})  # a lost event would be forgotten
+    finally:
+        hub.unsubscribe(run_id, first)
+        hub.unsubscribe(run_id, second)
+    again = hub.subscribe(run_id)
+    try:
+        assert hub.current(run_id, read).event == ("status", {"reads": 4})  # nobody was watching meanwhile
+    finally:
+        hub.unsubscribe(run_id, again)

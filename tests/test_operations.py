@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supertest import logs, models, registry
 from supertest.extensions import db
-from supertest.services import accounts
+from supertest.services import accounts, metrics
 from tests.conftest import REDIS_URL, ProcfileProcess, make_app, running_workers
 from tests.helpers import FAILING, start_run, wait_for_run, wait_until
 
@@ -160,6 +160,50 @@ def test_metrics_count_the_runs_made_here_and_logs_name_their_run(ops: dict[str,
     assert all(entry["runId"] == passing and entry["level"] and entry["logger"] and entry["time"]
                for entry in entries), lines
     assert any("attempt 1 ended passed" in entry["message"] for entry in entries), lines
+
+
+def test_metrics_keep_the_sums_of_runs_that_ended_before_the_boundary(app: Flask) -> None:
+    """A scrape adds up the runs since the settled boundary, and those not finished, to the sums kept of
+    the runs before it: together, what adding up every run gives. Sums once made are kept until the
+    boundary moves (a run that ended before it and came later is counted then)."""
+    now = models.utcnow()
+    boundary = metrics.settled_boundary(now)
+    kind = "settling"  # a kind of its own: nothing else in the database adds to its figures
+
+    def run(finished: timedelta | None, seconds: float, status: str = "passed") -> models.Run:
+        end = boundary + finished if finished is not None else None
+        return models.Run(kind=kind, trigger="api", status=status, timeout_ms=1000, title="settling", passed=1,
+                          total=1, started_at=(end or now) - timedelta(seconds=seconds), finished_at=end)
+
+    def own(figures: metrics.Figures) -> tuple[Any, ...]:
+        return ({key: value for key, value in figures.counts.items() if key[0] == kind},
+                figures.buckets.get(kind), round(figures.seconds.get(kind, 0.0), 2))  # SQLite: julianday's precision
+
+    with app.app_context():
+        app.extensions.pop(metrics.SETTLED_KEY, None)
+        made = [run(timedelta(days=-2), 0.5), run(timedelta(seconds=-1), 7, "failed"), run(timedelta(0), 100),
+                run(now - boundary, 2000), run(None, 3, "running")]
+        db.session.add_all(made)
+        db.session.commit()
+        try:
+            gathered = metrics.gathered(now)
+            assert own(gathered) == own(metrics.figures())
+            assert own(gathered)[0] == {(kind, "api", "passed"): [3, 3, 0, 0, 0],
+                                        (kind, "api", "failed"): [1, 1, 0, 0, 0],
+                                        (kind, "api", "running"): [1, 1, 0, 0, 0]}
+            assert own(gathered)[1:] == ([1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0], 2107.5)
+            assert app.extensions[metrics.SETTLED_KEY][0] == boundary
+
+            late = run(timedelta(minutes=-5), 7)
+            db.session.add(late)
+            db.session.commit()
+            made.append(late)
+            assert own(metrics.gathered(now))[0][(kind, "api", "passed")][0] == 3  # the kept sums, as made
+            later = metrics.gathered(now + metrics.SETTLED_PERIOD)
+            assert own(later)[0][(kind, "api", "passed")][0] == 4 and own(later) == own(metrics.figures())
+        finally:
+            db.session.query(models.Run).filter(models.Run.id.in_([row.id for row in made])).delete()
+            db.session.commit()
 
 
 PASSING_TITLE_SCRIPT = """import { test, expect } from '@playwright/test';

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -177,3 +178,25 @@ def test_the_collector_writes_what_it_was_given_in_prometheus_format() -> None:
     assert value("supertest_queue_oldest_waiting_seconds", queue="job-execution") == 0
     assert value("supertest_queue_running", queue="test-execution") == 2
     assert value("supertest_workers_alive") == 2 and value("supertest_report_uploads_waiting") == 1
+
+
+@pytest.mark.parametrize(("now", "boundary"), [
+    ("2026-11-30T12:34:56", "2026-11-30T12:20:00"),
+    ("2026-11-30T12:30:00", "2026-11-30T12:20:00"),  # a period starts: the boundary moves with it
+    ("2026-11-30T12:29:59.999", "2026-11-30T12:10:00"),
+    ("2026-12-01T00:05:00", "2026-11-30T23:50:00"),
+])
+def test_the_settled_boundary_is_the_start_of_the_period_before(now: str, boundary: str) -> None:
+    assert metrics.settled_boundary(datetime.fromisoformat(now).replace(tzinfo=UTC)) == \
+        datetime.fromisoformat(boundary).replace(tzinfo=UTC)
+
+
+def test_figures_add_up_key_by_key() -> None:
+    kept = metrics.Figures({("test", "api", "passed"): [3, 5, 0, 1, 0]}, {"test": [1, 0, 2]}, {"test": 10.0})
+    recent = metrics.Figures({("test", "api", "passed"): [1, 1, 0, 0, 0], ("job", "ui", "running"): [2, 0, 0, 0, 0]},
+                             {"test": [0, 1, 0], "job": [4, 0, 0]}, {"test": 2.5, "job": 1.0})
+    total = kept + recent
+    assert total.counts == {("test", "api", "passed"): [4, 6, 0, 1, 0], ("job", "ui", "running"): [2, 0, 0, 0, 0]}
+    assert total.buckets == {"test": [1, 1, 2], "job": [4, 0, 0]} and total.seconds == {"test": 12.5, "job": 1.0}
+    assert kept.counts == {("test", "api", "passed"): [3, 5, 0, 1, 0]}  # neither side changed
+    assert total.run_counts()[0] == ("job", "ui", "running", 2, {"passed": 0, "failed": 0, "flaky": 0, "skipped": 0})

@@ -3,18 +3,20 @@ stream, one status, one merged report), faults kept to their shard, and the bala
 from __future__ import annotations
 
 import os
+import re
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, expect
 
 from supertest.services.shards import Planned, balance
-from tests.conftest import make_app, running_workers
+from tests.conftest import make_app, running_workers, sign_in
 from tests.helpers import (
     passing_script,
     read_sse,
@@ -45,6 +47,60 @@ from tests.helpers import (
 ])
 def test_balance(tests: list[tuple[str, int | None]], count: int, plan: list[Planned]) -> None:
     assert balance(tests, count) == plan
+
+
+def test_the_job_form_sets_shards_and_says_what_is_wrong(client: FlaskClient) -> None:
+    test_id = save_test(client, "sharded in the form", passing_script("sharded in the form"))
+    assert 'name="shards" value="1"' in client.get("/jobs/new").get_data(as_text=True)
+    form = {"name": "sharded in the form", "retries": "0", "testIds": [test_id], "action": "save"}
+    saved = client.post("/jobs/new", data={**form, "shards": " Auto "})
+    assert saved.status_code == 303, saved.get_data(as_text=True)
+    job_id = saved.headers["Location"].rsplit("/", 1)[1]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    assert 'name="shards" value="auto"' in client.get(f"/jobs/{job_id}/edit").get_data(as_text=True)
+    for wrong in ("0", "many", "1.5", "65", "²"):
+        refused = client.post(f"/jobs/{job_id}/edit", data={**form, "shards": wrong})
+        html = refused.get_data(as_text=True)
+        # Refused like any field: the form again, what was typed kept, and why.
+        assert refused.status_code == 422 and "Not saved:" in html and "shards must be a whole number" in html, wrong
+        assert f'name="shards" value="{wrong}"' in html
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    for typed, stored in (("4", 4), ("", 1)):
+        assert client.post(f"/jobs/{job_id}/edit", data={**form, "shards": typed}).status_code == 303
+        assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == stored
+    # A form without the field (a page from before it) keeps the job's.
+    client.put(f"/api/jobs/{job_id}", json={"shards": 3})
+    assert client.post(f"/jobs/{job_id}/edit", data=form).status_code == 303
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == 3
+
+
+def test_the_job_form_takes_shards_in_the_browser(browser: Browser, web: str, client: FlaskClient) -> None:
+    title = f"sharded in a browser {uuid.uuid4().hex[:6]}"
+    save_test(client, title, passing_script(title))
+    # Not the `page` fixture: Chromium logs the refused save's 422 as a console error, as it should.
+    context = browser.new_context(base_url=web)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page)
+    page.goto("/jobs/new")
+    page.get_by_label("Name").fill(title)
+    page.get_by_label("Test to add").select_option(label=title)
+    page.get_by_role("button", name="Add test").click()
+    expect(page.locator(".chosen-tests")).to_contain_text(title)
+    shards = page.locator("input[name=shards]")
+    shards.fill("lots")
+    page.get_by_role("button", name="Save job").click()
+    expect(page.get_by_role("alert")).to_contain_text("shards must be a whole number")
+    expect(shards).to_have_value("lots")
+    shards.fill("auto")
+    page.get_by_role("button", name="Save job").click()
+    expect(page).to_have_url(re.compile(r"/jobs/[0-9a-f-]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["shards"] == "auto"
+    context.close()
+    assert not errors, errors
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +165,60 @@ def test_eight_tests_over_four_shards_are_one_run(pair: dict[str, Any]) -> None:
     base = f"/api/test-results/{run['id']}/report"
     assert client.get(f"{base}/{traces[0]}").status_code == 200
     assert client.get(f"{base}/trace/index.html").status_code == 200  # the trace viewer
-    # Each shard's own report stays reachable.
-    assert client.get(shards[1]["reportUrl"]).status_code == 200
+    # Merged, the shards need no report of their own, and their blob reports are let go of.
+    assert {shard["reportUrl"] for shard in shards} == {None}
+    # (just after the run ends: never before, so a merge taken over from a lost worker has them)
+    wait_until(lambda: blobs_left(pair["app"], run["id"], range(4)) == [], 15, "the blobs deleted once merged")
     # The run page shows the plan: each shard, its tests, expected and actual time, its worker.
     page = client.get(f"/runs/{run['id']}").get_data(as_text=True)
     assert "4 shards" in page and "Shard 4" in page and "expected" in page and shards[0]["worker"] in page
     assert all(file in page for shard in shards for file in shard["files"])
     junit = client.get(f"/api/runs/{run['id']}/junit.xml")
     assert junit.status_code == 200 and junit.get_data(as_text=True).count("<testcase") == 8
+
+
+def blobs_left(app: Flask, run_id: str, indexes: Iterable[int]) -> list[int]:
+    """The shards whose blob report is still stored, wherever it went."""
+    reports = app.extensions["reports"]
+    return [index for index in indexes for where in ("s3", "local")
+            if reports.open(where, "job", f"{run_id}/blob-{index}/report/shard-{index}.zip", None) is not None]
+
+
+def test_a_merge_that_fails_leaves_each_shards_own_report_and_says_so(pair: dict[str, Any], tmp_path: Path) -> None:
+    app = pair["app"]
+    client = app.test_client()
+    job_id, ids = sharded_job(client, "merge fails", [passing_script("ends first"), waits(15)], 2)
+    run_id = start_job(client, job_id)["runId"]
+
+    def first_done() -> list[dict[str, Any]]:
+        return [shard for shard in client.get(f"/api/runs/{run_id}").get_json().get("shards", [])
+                if shard["status"] == "passed"]
+    wait_until(lambda: len(first_done()) == 1, 60, "the quick shard ended")
+    [spoilt] = first_done()
+    index, other = spoilt["index"], 1 - spoilt["index"]
+    # Its stored blob report spoilt, as a disk fault or a hostile test could, before the slow shard
+    # ends and the merge reads it: `merge-reports` fails on it.
+    (tmp_path / f"shard-{index}.zip").write_bytes(b"not a zip")
+    with app.app_context():
+        app.extensions["reports"].save(f"{run_id}/blob-{index}", "job", tmp_path)
+    run = wait_for_run(client, run_id)
+    # The tests passed, and the run says so; its report could not be made, and it says that too.
+    assert run["status"] == "passed" and run["summary"]["passed"] == 2, run
+    assert "could not be merged" in run["errorMessage"] and "central directory" in run["errorMessage"], run
+    assert "node_modules" not in run["errorMessage"]  # node's stack, our paths, left out
+    assert f"Shard {other + 1} has its own report instead" in run["errorMessage"], run["errorMessage"]
+    assert f"Shard {index + 1} has no report to show" in run["errorMessage"]
+    assert client.get(f"/api/test-results/{run_id}/report/index.html").status_code == 404
+    # The other shard's own report, made from its blob, with its test and its trace viewer.
+    shards = {shard["index"]: shard for shard in run["shards"]}
+    assert shards[index]["reportUrl"] is None and shards[other]["reportUrl"]
+    own = report_summary(client, run_id, shards[other]["reportUrl"])
+    assert own["stats"]["total"] == 1 and own["stats"]["expected"] == 1, own["stats"]
+    assert client.get(f"/api/test-results/{run_id}/shards/{other}/report/trace/index.html").status_code == 200
+    # The run's page says what happened and links the shard's report; the blobs stay with the run.
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    assert "could not be merged" in page and shards[other]["reportUrl"] in page
+    assert blobs_left(app, run_id, range(2)) == [0, 1]
 
 
 def test_auto_takes_as_many_shards_as_free_slots_never_more_than_tests(pair: dict[str, Any]) -> None:
@@ -176,6 +278,34 @@ def test_ad_hoc_runs_take_shards_too(pair: dict[str, Any], tmp_path: Path) -> No
     run = wait_for_run(client, response.get_json()["runId"])
     assert run["status"] == "passed" and len(run["shards"]) == 2 and run["summary"]["total"] == 3, run
     assert client.post("/api/runs", json={"files": files, "shards": "two"}).status_code == 422
+
+
+
+def sleeps(seconds: int) -> str:
+    """A test that waits `seconds` without a browser: a duration, and little work for the machine."""
+    return ("import { test } from '@playwright/test';\n\n"
+            f"test('sleeps {seconds} s', async () => {{\n"
+            f"  await new Promise((resolve) => setTimeout(resolve, {seconds * 1000}));\n"
+            "});\n")
+
+
+def test_ad_hoc_specs_are_balanced_by_the_history_of_the_same_paths(pair: dict[str, Any]) -> None:
+    client = pair["app"].test_client()
+    title = f"suite {uuid.uuid4().hex[:8]}"
+    files = [{"path": f"e2e/{name}.spec.ts", "content": sleeps(seconds)}
+             for name, seconds in (("a", 3), ("b", 1), ("c", 1), ("d", 1))]
+
+    def plan() -> list[tuple[list[str], int]]:
+        response = client.post("/api/runs", json={"files": files, "shards": 2, "title": title})
+        assert response.status_code == 202, response.get_data(as_text=True)
+        run = wait_for_run(client, response.get_json()["runId"])
+        assert run["status"] == "passed" and run["summary"]["total"] == 4, run
+        return [(shard["files"], shard["expectedMs"]) for shard in run["shards"]]
+    # No history yet: split by count. Then by how long each path took: the long one alone.
+    assert plan() == [(["e2e/a.spec.ts", "e2e/c.spec.ts"], 0), (["e2e/b.spec.ts", "e2e/d.spec.ts"], 0)]
+    [(first, longest), (rest, others)] = plan()
+    assert (first, rest) == (["e2e/a.spec.ts"], ["e2e/b.spec.ts", "e2e/c.spec.ts", "e2e/d.spec.ts"])
+    assert 3000 <= longest < 5000 and 3000 <= others < 5000, (longest, others)
 
 
 HANGS = """import { test } from '@playwright/test';

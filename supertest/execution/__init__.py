@@ -164,8 +164,8 @@ def launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secre
     workers = min(run.workers or config["MAX_CONCURRENT_TESTS"], config["MAX_CONCURRENT_TESTS"]) \
         if run.kind == "job" else 1
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
-    if part:  # a shard's blob report is what the run's one report is merged from
-        settings["reporter"].append(["blob", {"outputDir": BLOB, "fileName": part.blob}])
+    if part:  # a shard reports to our live reporter (the first) and its blob; the merge makes html and junit
+        settings["reporter"] = [settings["reporter"][0], ["blob", {"outputDir": BLOB, "fileName": part.blob}]]
     # A warm runner's directory is its sandbox's mount: filled, never made anew.
     workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests), fresh=not warm)
     redis = redis_client()  # the reporter's lines are read on a thread without an app context

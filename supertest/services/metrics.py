@@ -1,24 +1,29 @@
-"""Prometheus metrics, gathered when scraped: a few aggregate queries (GROUP BY, whatever the number
-of runs), the queues and the workers from Redis. Exposed in the text format of prometheus-client."""
+"""Prometheus metrics, gathered when scraped: aggregate queries (GROUP BY) over the runs of the last
+minutes, added to sums kept of all older runs; the queues and the workers from Redis. Exposed in the
+text format of prometheus-client."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
+from typing import Any, TypeVar
 
+from flask import current_app
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, case, func, literal_column, select
+from sqlalchemy import ColumnElement, case, func, literal_column, or_, select
 
 from supertest.extensions import db
-from supertest.models import Run
-from supertest.outcomes import RUNNING, TERMINAL
+from supertest.models import Run, utcnow
+from supertest.outcomes import RUNNING, STATUSES, TERMINAL
 from supertest.services import operations
 
 # Upper bounds (seconds) of the run duration histogram's buckets; +Inf is added.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 OUTCOMES = ("passed", "failed", "flaky", "skipped")  # Run's counts of cases
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -43,33 +48,86 @@ def _seconds(dialect: str) -> ColumnElement[Any]:
     return (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
 
 
-def run_counts() -> list[tuple[str, str, str, int, dict[str, int]]]:
-    """(kind, trigger, status, runs, cases by outcome) for every combination there is: one GROUP BY."""
+@dataclass
+class Figures:
+    """What some runs add up to. `counts`: per (kind, trigger, status), the runs and their cases by
+    outcome (OUTCOMES' order); `buckets`: per kind, how many finished runs took at most each bound
+    and no less than the bound before (the last: more than every bound), and their seconds in all."""
+
+    counts: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    buckets: dict[str, list[int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(_plus(self.counts, other.counts), _plus(self.buckets, other.buckets),
+                       {kind: self.seconds.get(kind, 0.0) + other.seconds.get(kind, 0.0)
+                        for kind in self.seconds.keys() | other.seconds.keys()})
+
+    def run_counts(self) -> list[tuple[str, str, str, int, dict[str, int]]]:
+        """(kind, trigger, status, runs, cases by outcome), as the collector takes them."""
+        return [(kind, trigger, status, count, dict(zip(OUTCOMES, sums, strict=True)))
+                for (kind, trigger, status), (count, *sums) in sorted(self.counts.items())]
+
+    def durations(self) -> list[Durations]:
+        return [Durations(kind, cumulative(per_bucket)[:-1], sum(per_bucket), self.seconds[kind])
+                for kind, per_bucket in sorted(self.buckets.items())]
+
+
+def _plus(mine: dict[K, list[int]], theirs: dict[K, list[int]]) -> dict[K, list[int]]:
+    """Two tables of counts added up, key by key and place by place."""
+    return {key: [a + b for a, b in zip_longest(mine.get(key, ()), theirs.get(key, ()), fillvalue=0)]
+            for key in mine.keys() | theirs.keys()}
+
+
+def figures(*where: ColumnElement[bool]) -> Figures:
+    """The runs `where` selects, added up by the database: one GROUP BY for the counts, and one for
+    the durations, where each finished run's bucket is the first bound it fits under (a CASE that
+    stops at the first match)."""
+    found = Figures()
     query = (select(Run.kind, Run.trigger, Run.status, func.count(),
                     *(func.coalesce(func.sum(getattr(Run, outcome)), 0) for outcome in OUTCOMES))
-             .group_by(Run.kind, Run.trigger, Run.status))
-    return [(kind, trigger, status, count, dict(zip(OUTCOMES, map(int, sums), strict=True)))
-            for kind, trigger, status, count, *sums in db.session.execute(query)]
-
-
-def durations() -> list[Durations]:
-    """The finished runs' durations, bucketed by the database in one query: each run's bucket is the
-    first bound it fits under (a CASE that stops at the first match), counted per kind and bucket;
-    the few rows that come back are made cumulative here."""
+             .where(*where).group_by(Run.kind, Run.trigger, Run.status))
+    for kind, trigger, status, count, *sums in db.session.execute(query):
+        found.counts[(kind, trigger, status)] = [count, *map(int, sums)]
     seconds = _seconds(db.engine.dialect.name)
     # Bounds as literals, so that the CASE in SELECT and GROUP BY is one expression to the database.
     bucket = case(*((seconds <= literal_column(str(bound)), index) for index, bound in enumerate(DURATION_BUCKETS)),
                   else_=len(DURATION_BUCKETS)).label("bucket")
-    query = (select(Run.kind, bucket, func.count(), func.sum(seconds))
-             .where(Run.status.in_(TERMINAL), Run.started_at.is_not(None), Run.finished_at.is_not(None))
+    times = (select(Run.kind, bucket, func.count(), func.sum(seconds))
+             .where(Run.status.in_(TERMINAL), Run.started_at.is_not(None), Run.finished_at.is_not(None), *where)
              .group_by(Run.kind, literal_column("bucket")))
-    counts: dict[str, list[int]] = {}
-    totals: dict[str, float] = {}
-    for kind, index, count, total in db.session.execute(query):
-        counts.setdefault(kind, [0] * (len(DURATION_BUCKETS) + 1))[index] += count
-        totals[kind] = totals.get(kind, 0.0) + float(total or 0)
-    return [Durations(kind, cumulative(per_bucket)[:-1], sum(per_bucket), totals[kind])
-            for kind, per_bucket in sorted(counts.items())]
+    for kind, index, count, total in db.session.execute(times):
+        found.buckets.setdefault(kind, [0] * (len(DURATION_BUCKETS) + 1))[index] += count
+        found.seconds[kind] = found.seconds.get(kind, 0.0) + float(total or 0)
+    return found
+
+
+# Runs that ended before the boundary are settled: their figures never change (a deletion aside), so
+# each web process adds them up once per period and keeps the sums; a scrape adds up only the runs
+# since the boundary (an index on finished_at finds them) and those not finished. The boundary is
+# the same for every process (a multiple of the period, one period back), so processes agree.
+SETTLED_PERIOD = timedelta(minutes=10)
+SETTLED_KEY = "supertest_settled_runs"
+
+
+def settled_boundary(now: datetime) -> datetime:
+    """The start of the period before the current one: a run ends, and commits, long before it."""
+    period = SETTLED_PERIOD.total_seconds()
+    return datetime.fromtimestamp((now.timestamp() // period - 1) * period, UTC)
+
+
+def gathered(now: datetime | None = None) -> Figures:
+    """Every run's figures: the settled runs' from this process's sums (made again when the boundary
+    moves), the others' from the database now."""
+    boundary = settled_boundary(now or utcnow())
+    kept: tuple[datetime, Figures] | None = current_app.extensions.get(SETTLED_KEY)
+    if kept is None or kept[0] != boundary:
+        # Two scrapes at once may both add them up; the later one's sums are kept, and are the same.
+        kept = boundary, figures(Run.status.in_(TERMINAL), Run.finished_at < boundary)
+        current_app.extensions[SETTLED_KEY] = kept
+    unfinished = sorted(status for status in STATUSES if status not in TERMINAL)
+    recent = figures(or_(Run.status.in_(unfinished), Run.finished_at.is_(None), Run.finished_at >= boundary))
+    return kept[1] + recent
 
 
 def cumulative(counts: Sequence[int]) -> tuple[int, ...]:
@@ -131,7 +189,8 @@ class SupertestCollector(Collector):
 
 def exposition() -> bytes:
     """The metrics in Prometheus's text format, gathered now."""
-    collector = SupertestCollector(run_counts(), durations(), operations.queue_states(),
+    runs = gathered()
+    collector = SupertestCollector(runs.run_counts(), runs.durations(), operations.queue_states(),
                                    len(operations.workers()), operations.uploads_waiting())
     db.session.rollback()
     registry = CollectorRegistry(auto_describe=False)

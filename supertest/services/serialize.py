@@ -1,6 +1,7 @@
 """The JSON shapes of docs/api.md: camelCase keys, ISO 8601 times in UTC."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,11 @@ def test_json(test: Test) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job) -> dict[str, Any]:
+def job_json(job: Job, tests: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A job; `tests`: its tests as (id, title) in order, when a list has read them already
+    (jobs.listed_tests), rather than from its entries."""
+    if tests is None:
+        tests = [(test.id, test.title) for test in job.tests]
     return {
         "id": job.id,
         "name": job.name,
@@ -46,9 +51,9 @@ def job_json(job: Job) -> dict[str, Any]:
         "timeoutMs": job.timeout_ms,
         "retentionDays": job.retention_days,
         "shards": "auto" if job.shards == 0 else job.shards,
-        "testIds": [entry.test_id for entry in job.entries],
+        "testIds": [test_id for test_id, _ in tests],
         "alerts": alerts_json(job),
-        "tests": [{"id": test.id, "title": test.title} for test in job.tests],
+        "tests": [{"id": test_id, "title": title} for test_id, title in tests],
         "createdAt": iso(job.created_at),
         "updatedAt": iso(job.updated_at),
         "lastRunAt": iso(job.last_run_at),

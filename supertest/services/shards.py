@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
@@ -60,27 +61,48 @@ def balance(tests: Sequence[tuple[str, int | None]], count: int) -> list[Planned
     return [Planned([file for _, file in sorted(files)], load) for files, load in zip(chosen, loads, strict=True)]
 
 
-def expected_durations(test_ids: Sequence[str | None]) -> dict[str, int]:
-    """Each saved test's median duration (the sum of its cases) over its last HISTORY_RUNS runs
-    that recorded results; a test with none is left out."""
-    wanted = [test_id for test_id in test_ids if test_id]
-    if not wanted:
-        return {}
-    rows = db.session.execute(
-        select(RunTest.test_id, func.sum(TestResult.duration_ms))
-        .join(TestResult, TestResult.run_test_id == RunTest.id)
-        .where(RunTest.test_id.in_(wanted), RunTest.run_created_at >= utcnow() - timedelta(days=30))
-        .group_by(RunTest.id, RunTest.test_id, RunTest.run_created_at)
-        .order_by(RunTest.run_created_at.desc())
-        .limit(HISTORY_RUNS * len(wanted) * 4)).all()
+def expected_durations(run: Run) -> dict[str, int]:
+    """Each of the run's tests' median duration (the sum of its cases) over its last HISTORY_RUNS
+    runs that recorded results, by file name; a test with none is left out. A saved test's history
+    is its own; an ad-hoc spec's (no saved test) is that of the same path in earlier ad-hoc runs of
+    the same title, as a CI suite sends its specs each time."""
+    saved = [run_test.test_id for run_test in run.run_tests if run_test.test_id]
+    specs = [run_test.filename for run_test in run.run_tests if not run_test.test_id]
+    since = utcnow() - timedelta(days=30)
+    by_test: dict[str, int] = {}
+    if saved:
+        by_test = _medians(db.session.execute(
+            select(RunTest.test_id, func.sum(TestResult.duration_ms))
+            .join(TestResult, TestResult.run_test_id == RunTest.id)
+            .where(RunTest.test_id.in_(saved), RunTest.run_created_at >= since)
+            .group_by(RunTest.id, RunTest.test_id, RunTest.run_created_at)
+            .order_by(RunTest.run_created_at.desc())
+            .limit(HISTORY_RUNS * len(saved) * 4)).all())
+    by_spec: dict[str, int] = {}
+    if specs:
+        by_spec = _medians(db.session.execute(
+            select(RunTest.filename, func.sum(TestResult.duration_ms))
+            .join(TestResult, TestResult.run_test_id == RunTest.id)
+            .join(Run, Run.id == RunTest.run_id)
+            .where(RunTest.test_id.is_(None), RunTest.filename.in_(specs), RunTest.run_created_at >= since,
+                   RunTest.run_id != run.id, Run.kind == "job", Run.job_id.is_(None), Run.title == run.title)
+            .group_by(RunTest.id, RunTest.filename, RunTest.run_created_at)
+            .order_by(RunTest.run_created_at.desc())
+            .limit(HISTORY_RUNS * len(specs) * 4)).all())
+    found = {run_test.filename: by_test.get(run_test.test_id) if run_test.test_id else by_spec.get(run_test.filename)
+             for run_test in run.run_tests}
+    return {filename: ms for filename, ms in found.items() if ms is not None}
+
+
+def _medians(rows: Sequence[Any]) -> dict[str, int]:
+    """(key, duration) rows, newest first, to each key's median of its first HISTORY_RUNS."""
     found: dict[str, list[int]] = {}
-    for test_id, total in rows:
-        if test_id is None:
-            continue
-        durations = found.setdefault(test_id, [])
-        if len(durations) < HISTORY_RUNS:
-            durations.append(int(total or 0))
-    return {test_id: int(statistics.median(durations)) for test_id, durations in found.items()}
+    for key, total in rows:
+        if key is not None:
+            durations = found.setdefault(key, [])
+            if len(durations) < HISTORY_RUNS:
+                durations.append(int(total or 0))
+    return {key: int(statistics.median(durations)) for key, durations in found.items()}
 
 
 def free_slots() -> int:
@@ -112,8 +134,8 @@ def start(run_id: str) -> bool:
     if count == 1:
         db.session.commit()
         return False
-    expected = expected_durations([run_test.test_id for run_test in run.run_tests])
-    plan = balance([(run_test.filename, expected.get(run_test.test_id or "")) for run_test in run.run_tests], count)
+    expected = expected_durations(run)
+    plan = balance([(run_test.filename, expected.get(run_test.filename)) for run_test in run.run_tests], count)
     db.session.add_all(RunShard(run_id=run_id, index=i, files=part.files, expected_ms=part.expected_ms,
                                 status=PENDING, attempt=1) for i, part in enumerate(plan))
     db.session.commit()
@@ -150,14 +172,14 @@ def claim(run_id: str, index: int, worker: str) -> RunShard | None:
 
 
 def finish(run_id: str, index: int, status: str, attempt: int, error_message: str | None = None,
-           report_store: str | None = None, blob_store: str | None = None, results: tuple[CaseResult, ...] = (),
+           blob_store: str | None = None, results: tuple[CaseResult, ...] = (),
            test_statuses: dict[str, str] | None = None) -> RunShard | None:
     """Record a shard's outcome once, for the attempt that claimed it, with its results."""
     assert status in TERMINAL
     changed = db.session.execute(update(RunShard).where(
         RunShard.run_id == run_id, RunShard.index == index, RunShard.status.in_((PENDING, RUNNING)),
         RunShard.attempt == attempt).values(
-        status=status, error_message=error_message, report_store=report_store, blob_store=blob_store,
+        status=status, error_message=error_message, blob_store=blob_store,
         finished_at=utcnow())).rowcount  # type: ignore[attr-defined]
     if changed:
         run_tests = db.session.scalars(select(RunTest).where(RunTest.run_id == run_id)).all()
@@ -178,6 +200,22 @@ def finish(run_id: str, index: int, status: str, attempt: int, error_message: st
     shard = get(run_id, index)
     _tell(shard)
     return shard
+
+
+def keep_report(run_id: str, index: int, store: str) -> bool:
+    """A shard's own HTML report, made from its blob when the run's could not be merged, is stored."""
+    changed = db.session.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.index == index)
+                                 .values(report_store=store)).rowcount  # type: ignore[attr-defined]
+    db.session.commit()
+    _tell(get(run_id, index))
+    return bool(changed)
+
+
+def drop_blob(run_id: str, index: int) -> None:
+    """A shard's blob report is gone, merged into the run's report."""
+    db.session.execute(update(RunShard).where(RunShard.run_id == run_id, RunShard.index == index)
+                       .values(blob_store=None))
+    db.session.commit()
 
 
 def hand_back(run_id: str, index: int, because: str, attempt: int | None = None) -> RunShard | None:

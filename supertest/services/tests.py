@@ -1,18 +1,55 @@
 """Saved tests: create, edit, delete, and run them."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from supertest.extensions import db
 from supertest.models import Run, Test
 from supertest.services import runs
+from supertest.services.validation import is_id
 
 
 def list_saved() -> list[Test]:
     return list(db.session.scalars(select(Test).where(Test.saved).order_by(Test.title, Test.id)))
+
+
+@dataclass
+class Page:
+    items: list[Test]
+    next_cursor: str | None
+
+
+def page_saved(limit: int, cursor: str | None = None, search: str = "") -> Page:
+    """Saved tests by title, `limit` at a time by keyset pagination on (title, id); with `search`,
+    only those whose title contains it, in any case. Raises ValueError for a cursor we did not make."""
+    query = select(Test).where(Test.saved).order_by(Test.title, Test.id).limit(limit + 1)
+    if search:
+        query = query.where(Test.title.icontains(search, autoescape=True))
+    if cursor:
+        query = query.where(tuple_(Test.title, Test.id) > tuple_(*decode_cursor(cursor)))
+    rows = list(db.session.scalars(query))
+    items = rows[:limit]
+    return Page(items, encode_cursor(items[-1]) if len(rows) > limit else None)
+
+
+def encode_cursor(test: Test) -> str:
+    return base64.urlsafe_b64encode(f"{test.id}|{test.title}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """(title, id) of the last test on the page before; ValueError for anything that is not a cursor we made."""
+    try:
+        test_id, title = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("malformed cursor") from error
+    if not is_id(test_id) or "\x00" in title:  # both go into the query; a NUL is a 500 on PostgreSQL
+        raise ValueError("malformed cursor")
+    return title, test_id
 
 
 def get_saved(test_id: str) -> Test | None:

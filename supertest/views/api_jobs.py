@@ -23,7 +23,9 @@ def list_jobs():
     scheduled = request.args.get("scheduled", "").lower()
     if scheduled not in ("", "true", "false"):
         raise ValidationError("scheduled must be true or false", "scheduled", status=400, code="invalid_parameter")
-    return jsonify({"items": [job_json(job) for job in jobs.list_jobs(scheduled=scheduled == "true")]})
+    listed = jobs.list_jobs(scheduled=scheduled == "true")
+    tests = jobs.listed_tests(job.id for job in listed)
+    return jsonify({"items": [job_json(job, tests[job.id]) for job in listed]})
 
 
 @bp.get("/<job_id>/slots")

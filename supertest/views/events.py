@@ -10,7 +10,6 @@ from flask import Blueprint, Response, current_app, stream_with_context
 from supertest import events
 from supertest.errors import Problem
 from supertest.extensions import db
-from supertest.models import Run
 from supertest.outcomes import TERMINAL
 from supertest.services import runs
 from supertest.services.serialize import run_json
@@ -31,9 +30,19 @@ class TooManyStreams(Problem):
     headers = {"Retry-After": "10"}
 
 
+def current_status(run_id: str) -> events.Event:
+    """A stream's first event: the run as it is (404 JSON for an unknown id)."""
+    return "status", run_json(found(runs.get, run_id, "run"), with_tests=False)
+
+
 def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
-                 current_event: Callable[[Run], events.Event]) -> Response:
-    """Stream a run's events; the database session is closed before the stream starts.
+                 in_request_context: bool = True) -> Response:
+    """Stream a run's events, the first being current_status; the database session is closed
+    before the stream starts.
+
+    A `render` that needs no request context (no templates, no url_for) passes
+    `in_request_context=False`: the request's context is then let go as the view returns rather
+    than kept (and pushed again for every event) for as long as the stream lasts.
 
     Past MAX_STREAMS streams in this process a new one is refused at once, before the database is
     asked anything, so that ordinary requests keep the connections gunicorn has left."""
@@ -43,16 +52,17 @@ def sse_response(run_id: str, render: Callable[[str, dict[str, Any]], str],
         raise TooManyStreams("This server is streaming to as many clients as it can; poll "
                              f"GET /api/runs/{run_id} instead, or try again later.")
     try:
-        return _stream_response(hub, run_id, render, current_event, release)
+        return _stream_response(hub, run_id, render, release, in_request_context)
     except BaseException:
         release()
         raise
 
 
 def _stream_response(hub: events.Hub, run_id: str, render: Callable[[str, dict[str, Any]], str],
-                     current_event: Callable[[Run], events.Event], release: Callable[[], None]) -> Response:
+                     release: Callable[[], None], in_request_context: bool) -> Response:
     # Subscribed before the run is read, so that nothing that happens in between is missed; one
-    # query both answers an unknown id with 404 JSON and gives the stream its first event.
+    # query (or none, when another stream of this process has just read it: Hub.current) both
+    # answers an unknown id with 404 JSON and gives the stream its first event.
     inbox = hub.subscribe(run_id)
 
     def close() -> None:
@@ -60,14 +70,14 @@ def _stream_response(hub: events.Hub, run_id: str, render: Callable[[str, dict[s
         release()
 
     try:
-        first = current_event(found(runs.get, run_id, "run"))
+        first = hub.current(run_id, lambda: current_status(run_id))
     except BaseException:
         close()
         raise
     finally:
         db.session.remove()  # no database connection is held while the stream lasts
     body = events.stream(inbox, first, render, current_app.config["SSE_PING_SECONDS"], is_final, close)
-    response = Response(stream_with_context(body), mimetype="text/event-stream",
+    response = Response(stream_with_context(body) if in_request_context else body, mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     response.call_on_close(close)  # the server closes every response, streamed to the end or not
     return response
@@ -82,4 +92,4 @@ def render_json(event: str, data: dict[str, Any]) -> str:
 @bp.get("/runs/<run_id>/events")
 def run_events(run_id: str) -> Response:
     """The run's current state, then every change until it ends."""
-    return sse_response(run_id, render_json, lambda run: ("status", run_json(run, with_tests=False)))
+    return sse_response(run_id, render_json, in_request_context=False)

@@ -1,12 +1,15 @@
-"""Template filters for times, durations and triggers."""
+"""Template filters for times, durations, triggers and history strips."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, url_for
+from markupsafe import Markup, escape
 
 from supertest.models import as_utc, utcnow
+from supertest.services.history import Outcome
 from supertest.services.serialize import iso
 
 
@@ -52,5 +55,19 @@ def in_zone(moment: datetime | None, timezone: str = "UTC") -> str:
     return as_utc(moment).astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def strip(outcomes: Sequence[Outcome]) -> Markup:
+    """A history strip: one square per outcome, oldest to newest, each a link to its run.
+
+    Built as one string rather than by a template loop: a page of strips is thousands of squares,
+    and Jinja's loop with its escaping of each attribute was most of the Tests page's time.
+    """
+    if not outcomes:
+        return Markup('<span class="strip" aria-label="no outcomes yet"><span class="muted">no runs yet</span></span>')
+    runs_url = url_for("pages.run_list")
+    ticks = "".join(f'<a class="tick {status}" href="{runs_url}/{run_id}" title="{status}"></a>'
+                    for run_id, status in ((escape(outcome.run_id), escape(outcome.status)) for outcome in outcomes))
+    return Markup(f'<span class="strip" aria-label="last {len(outcomes)} outcomes">{ticks}</span>')
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(duration=duration, age=age, iso=iso, trigger=trigger, in_zone=in_zone)
+    app.jinja_env.filters.update(duration=duration, age=age, iso=iso, trigger=trigger, in_zone=in_zone, strip=strip)

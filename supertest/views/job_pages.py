@@ -8,7 +8,7 @@ from flask import Blueprint, render_template, request, url_for
 
 from supertest import cron
 from supertest.models import Job, utcnow
-from supertest.services import alerts, channels, history, jobs, schedules, tests
+from supertest.services import alerts, channels, history, jobs, schedules, shards, tests
 from supertest.services.serialize import alerts_json
 from supertest.services.validation import ValidationError, is_id, job_fields, schedule_fields
 from supertest.views.responses import found, go, page_or_fragment, runs_page
@@ -22,7 +22,7 @@ RECENT_SLOTS = 10
 def index():
     """Every job, with how its recent runs went."""
     listed = jobs.list_jobs()
-    return render_template("jobs/list.html", jobs=listed,
+    return render_template("jobs/list.html", jobs=listed, tests=jobs.listed_tests(job.id for job in listed),
                            outcomes=history.job_strips(job.id for job in listed))
 
 
@@ -62,7 +62,8 @@ def edit_form(job: Job | None):
     back changed, nothing saved) or saves it. Works the same with and without JavaScript."""
     if request.method == "GET":
         draft = jobs.as_fields(job) if job else {"name": "", "description": "", "retries": 0, "timeout_ms": None,
-                                                 "test_ids": []}
+                                                 "test_ids": [], "shards": 1}
+        draft["shards"] = "auto" if draft["shards"] == shards.AUTO else str(draft["shards"])
         draft["minutes"] = f"{draft.pop('timeout_ms') / 60_000:g}" if draft.get("timeout_ms") else ""
         draft["alerts"] = alerts_json(job) if job else alerts_json(Job())
         schedule = draft.pop("schedule", None) or {}
@@ -75,7 +76,8 @@ def edit_form(job: Job | None):
              "test_ids": request.form.getlist("testIds"), "cron": request.form.get("cron", "").strip(),
              "timezone": request.form.get("timezone", "").strip() or "UTC",
              "enabled": request.form.get("enabled") == "on", "overlap": request.form.get("overlap", "skip"),
-             "grace": request.form.get("grace", "120").strip(), "alerts": alerts_from_form()}
+             "grace": request.form.get("grace", "120").strip(), "alerts": alerts_from_form(),
+             "shards": request.form.get("shards", "").strip()}
     action = request.form.get("action", "save")
     if action != "save":
         draft["test_ids"] = rearrange(draft["test_ids"], action, request.form.get("add", ""))
@@ -96,10 +98,20 @@ def edit_form(job: Job | None):
                 "testIds": draft["test_ids"], "alerts": draft["alerts"],
                 "schedule": {"cron": draft["cron"], "timezone": draft["timezone"], "enabled": draft["enabled"],
                              "overlap": draft["overlap"], "graceSeconds": grace} if draft["cron"] else None}
+        # A form without the field (a page from before it) keeps the job's.
+        data["shards"] = shards_from_form(draft["shards"]) if "shards" in request.form else \
+            ("auto" if job.shards == shards.AUTO else job.shards) if job else 1
         saved = jobs.update(job, job_fields(data)) if job else jobs.create(job_fields(data))
     except ValidationError as error:
         return render_form(job, draft, error.message), 422
     return go(url_for("job_pages.show", job_id=saved.id))
+
+
+def shards_from_form(text: str) -> int | str:
+    """The shards field: empty is 1, a whole number is that number, and anything else goes as
+    typed ("auto", or what validation then refuses with its message, shown like any field's)."""
+    text = text.strip().lower() or "1"
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def alerts_from_form() -> dict[str, Any]:

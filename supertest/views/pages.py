@@ -111,7 +111,7 @@ def rerun(run_id: str):
 @bp.get("/runs/<run_id>/live")
 def run_live(run_id: str):
     """The run panel's pieces as HTML over SSE, for the htmx SSE extension."""
-    return sse_response(run_id, render_html, lambda found: ("status", run_json(found, with_tests=False)))
+    return sse_response(run_id, render_html)
 
 
 def render_html(event: str, data: dict[str, Any]) -> str:

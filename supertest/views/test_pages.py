@@ -3,20 +3,29 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
+from supertest.errors import Problem
 from supertest.models import Test
 from supertest.services import history, tests
 from supertest.services.validation import ValidationError, test_fields
 from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("test_pages", __name__, url_prefix="/tests")
+PAGE_SIZE = 50  # tests on a page of the list, each with its strip of 30 squares
+MAX_SEARCH = 200  # a title's longest
 
 
 @bp.get("")
 def index():
-    """Every saved test, with how its recent runs went."""
-    saved = tests.list_saved()
-    outcomes = history.test_strips(test.id for test in saved)
-    return render_template("tests/list.html", tests=saved, outcomes=outcomes,
+    """Saved tests a page at a time by title (`q`: those whose title contains it), with how their recent runs went."""
+    search = request.args.get("q", "").strip()[:MAX_SEARCH]
+    if "\x00" in search:  # it goes into the query: a NUL is a 500 on PostgreSQL
+        raise Problem("A search cannot hold a NUL character.")
+    try:
+        page = tests.page_saved(PAGE_SIZE, request.args.get("cursor") or None, search)
+    except ValueError:
+        raise Problem("That page of tests does not exist (a cursor this site did not give out).") from None
+    outcomes = history.test_strips(test.id for test in page.items)
+    return render_template("tests/list.html", page=page, search=search, outcomes=outcomes,
                            stats={test_id: history.test_stats(strip) for test_id, strip in outcomes.items()})
 
 

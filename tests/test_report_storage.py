@@ -1,0 +1,89 @@
+"""Report files read from S3 for the proxy: whole, in part, missing, and a client that leaves early."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from supertest.stack import free_port
+from supertest.storage import CHUNK, RangeNotSatisfiable, S3Reports, StorageError, read_ahead
+from tests.s3server import S3Server
+
+SIZE = 3 * CHUNK + 12345  # some whole chunks and a piece
+
+
+@pytest.fixture(scope="module")
+def stored(app: Flask, s3: S3Server, settings: dict[str, str]) -> tuple[S3Reports, str, bytes]:
+    bucket = S3Reports(app.config, settings["S3_TEST_BUCKET_NAME"])
+    bucket.check()  # makes the bucket
+    key, data = f"{uuid.uuid4()}/report/data/big.bin", os.urandom(SIZE)
+    s3.client().put_object(Bucket=settings["S3_TEST_BUCKET_NAME"], Key=key, Body=data)
+    return bucket, key, data
+
+
+def readers_left() -> int:
+    return sum(thread.name == "report-read-ahead" for thread in threading.enumerate())
+
+
+def test_a_file_is_read_whole_or_in_part(stored: tuple[S3Reports, str, bytes]) -> None:
+    bucket, key, data = stored
+    whole = bucket.open(key, None)
+    assert whole is not None and not whole.partial
+    assert (whole.length, whole.total, whole.content_type) == (SIZE, SIZE, "application/octet-stream")
+    assert b"".join(whole.body) == data
+    part = bucket.open(key, f"bytes={CHUNK - 5}-{CHUNK + 4}")
+    assert part is not None and part.partial
+    assert (part.start, part.length, part.total) == (CHUNK - 5, 10, SIZE)
+    assert b"".join(part.body) == data[CHUNK - 5:CHUNK + 5]
+    tail = bucket.open(key, "bytes=-7")
+    assert tail is not None and b"".join(tail.body) == data[-7:]
+
+
+def test_missing_files_and_ranges_outside_a_file(stored: tuple[S3Reports, str, bytes]) -> None:
+    bucket, key, _ = stored
+    assert bucket.open(key + ".missing", None) is None
+    with pytest.raises(RangeNotSatisfiable):
+        bucket.open(key, f"bytes={SIZE + 10}-")
+
+
+def test_a_client_that_leaves_early_stops_the_reading(stored: tuple[S3Reports, str, bytes]) -> None:
+    bucket, key, data = stored
+    before = readers_left()
+    file = bucket.open(key, None)
+    assert file is not None
+    body = iter(file.body)
+    first = next(body)  # what had arrived: up to a CHUNK
+    assert first and data.startswith(first)
+    body.close()  # type: ignore[attr-defined]  # what the server does when the client is gone
+    deadline = time.monotonic() + 10
+    while readers_left() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert readers_left() == before
+    again = bucket.open(key, None)  # the pool's connections are still good
+    assert again is not None and b"".join(again.body) == data
+
+
+def test_unreachable_storage_is_a_storage_error(app: Flask, settings: dict[str, str]) -> None:
+    nowhere = {**app.config, "S3_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    bucket = S3Reports(nowhere, settings["S3_TEST_BUCKET_NAME"])
+    with pytest.raises(StorageError):
+        bucket.open("run/report/index.html", None)
+
+
+def test_read_ahead_hands_on_a_failure_and_always_closes_its_source() -> None:
+    closed = threading.Event()
+
+    def failing() -> Iterator[bytes]:
+        yield b"first"
+        raise OSError("the connection dropped")
+
+    body = read_ahead(failing(), closed.set)
+    assert next(body) == b"first"
+    with pytest.raises(OSError, match="dropped"):
+        next(body)
+    assert closed.wait(5)
