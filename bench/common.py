@@ -30,6 +30,10 @@ from supertest.stack import Stack, free_port
 
 RUN_TIMEOUT = 120.0
 PARTS = ("queued", "running", "delivery")
+# running, split by the run's live test events: start-up (claim → the first test starts: node,
+# Playwright, config, its worker process), test (→ the last test's event), report (→ finishedAt:
+# reports written, collected, stored, the outcome recorded).
+SPLIT = ("queued", "startup", "test", "report", "delivery")
 
 
 class BenchError(Exception):
@@ -44,10 +48,21 @@ class ApiTiming:
     delivery: float  # finishedAt → the event in our hands
     started_at: float = 0.0   # the run's startedAt and finishedAt, as Unix times
     finished_at: float = 0.0
+    startup: float = 0.0  # running, split (SPLIT)
+    test: float = 0.0
+    report: float = 0.0
 
     def parts(self) -> str:
         """This run's split, as the round lines print it."""
         return f"(queued {self.queued:.2f} + running {self.running:.2f} + delivery {self.delivery:.2f})"
+
+    def split(self) -> str:
+        """This run's finer split (SPLIT)."""
+        return "(" + " + ".join(f"{name} {getattr(self, name):.2f}" for name in SPLIT) + ")"
+
+
+def median_split(timings: list[ApiTiming]) -> str:
+    return ", ".join(f"{name} {statistics.median(getattr(t, name) for t in timings):.2f}" for name in SPLIT)
 
 
 def median_parts(timings: list[ApiTiming]) -> str:
@@ -116,7 +131,12 @@ def run_api(session: requests.Session, url: str, path: str, body: dict[str, Any]
         raise BenchError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
     with session.get(url + response.json()["statusUrl"], stream=True, timeout=(5, RUN_TIMEOUT)) as stream:
         stream.raise_for_status()
+        first_start = last_end = None  # Unix times of the first test's start and the last test's end
         for event, run in sse_events(stream):
+            if event == "test":
+                now = time.time()
+                begun = now - (run.get("durationMs") or 0) / 1000
+                first_start, last_end = min(first_start or begun, begun), now
             if event == "status" and run["status"] in TERMINAL:
                 total = time.perf_counter() - start
                 break
@@ -126,7 +146,10 @@ def run_api(session: requests.Session, url: str, path: str, body: dict[str, Any]
         raise BenchError(f"run {run['id']} ended {run['status']} with {run['summary']}: {run.get('errorMessage')}")
     started, finished = (datetime.fromisoformat(run[key].replace("Z", "+00:00")).timestamp()
                          for key in ("startedAt", "finishedAt"))
-    return ApiTiming(total, started - wall, finished - started, wall + total - finished, started, finished)
+    timing = ApiTiming(total, started - wall, finished - started, wall + total - finished, started, finished)
+    if first_start is not None and last_end is not None:
+        timing.startup, timing.test, timing.report = first_start - started, last_end - first_start, finished - last_end
+    return timing
 
 
 def start_quietly(stack: Stack, log: Path) -> None:

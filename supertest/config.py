@@ -86,11 +86,11 @@ def _database_url(env: Mapping[str, str]) -> str:
     return url
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw not in ("", "0", "1", "true", "false", "yes", "no"):
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
-    return raw in ("1", "true", "yes")
+    return default if raw == "" else raw in ("1", "true", "yes")
 
 
 def _instance_secret_key() -> str:
@@ -232,6 +232,8 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SANDBOX_NETWORK": _choice(env, "SANDBOX_NETWORK", "auto", ("auto", "private", "host")),
         # A root worker runs each test as a uid of its own from this range (execution/users.py).
         "SANDBOX_UIDS": _uid_range(env, "SANDBOX_UIDS", "900000000-900000999"),
+        # Each run slot keeps a sandboxed Playwright runner started ahead of its run (execution/warm.py).
+        "WARM_RUNNERS": _flag(env, "WARM_RUNNERS", default=True),
         "TEST_MEMORY_MB": _int(env, "TEST_MEMORY_MB", 4096, minimum=256),
         "TEST_MAX_PROCESSES": _int(env, "TEST_MAX_PROCESSES", 2048, minimum=64),
         "TEST_MAX_OPEN_FILES": _int(env, "TEST_MAX_OPEN_FILES", 4096, minimum=256),

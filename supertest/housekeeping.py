@@ -16,7 +16,7 @@ from flask import Flask
 
 from supertest import registry
 from supertest.connections import redis_client
-from supertest.execution import preflight, sandbox_problem, worker_facts, worker_id
+from supertest.execution import cool_down, preflight, sandbox_problem, warm_up, worker_facts, worker_id
 from supertest.execution.sharded import conclude
 from supertest.models import utcnow
 from supertest.services import reports, retention, runs, shards
@@ -44,6 +44,7 @@ class Housekeeping(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         config = self.app.config
+        self.slots = getattr(getattr(broker, "slots", None), "size", 1)  # for shards ("auto"), warm runners
         for name, seconds, job in (
             ("reaper", config["HEARTBEAT_SECONDS"], lambda: _reap(config["WORKER_LOST_SECONDS"])),
             ("report-uploader", config["REPORT_RETRY_SECONDS"], reports.upload_kept_reports),
@@ -53,7 +54,6 @@ class Housekeeping(Middleware):
             threading.Thread(target=self._every, args=(seconds, job), name=name, daemon=True).start()
         threading.Thread(target=self._now, args=(self._announce_sandbox,), name="sandbox-check", daemon=True).start()
         self.started_at = utcnow().isoformat()
-        self.slots = getattr(getattr(broker, "slots", None), "size", 1)  # for shards: "auto"
         self.registration = threading.Thread(target=self._register, name="registration", daemon=True)
         self.registration.start()
 
@@ -89,9 +89,13 @@ class Housekeeping(Middleware):
         with self.probing:
             problem = sandbox_problem()
         preflight.announce(redis_client(), self.app.config["QUEUE_NAMESPACE"], worker_id(), problem, seconds)
+        if not problem and not self.stopped.is_set():
+            warm_up(getattr(self, "slots", 1))  # once the sandbox works: a runner started ahead per slot
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopped.set()
+        with self.app.app_context():
+            cool_down()
         registration = getattr(self, "registration", None)
         if registration is not None:
             registration.join(timeout=5)  # its last beat must not land after the entry is gone

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import time
 import zipfile
 from collections.abc import Callable
@@ -77,11 +78,14 @@ def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 120) -> dict
 
 
 def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
-    """Every live process of the run (or of one attempt of it): those with HOME=<its run dir>, and
-    every other process in their sessions (Chromium overwrites its environment with its titles)."""
+    """Every live process of the run (or of one attempt of it): those with HOME=<its run dir> or
+    SUPERTEST_RUN=<run id>-<attempt> (a warm runner's HOME was named before its run), and every other
+    process in their sessions (Chromium overwrites its environment with its titles)."""
     home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
+    mark = f"SUPERTEST_RUN={run_id}-{attempt}".encode() if attempt else f"SUPERTEST_RUN={run_id}-".encode()
     marked = {pid for pid in processes.pids()
-              if any(var.startswith(b"HOME=") and home in var for var in processes.environ_of(pid))}
+              if any((var.startswith(b"HOME=") and home in var) or var.startswith(mark)
+                     for var in processes.environ_of(pid))}
     sessions = {processes.session_of(pid) for pid in marked} - {None}
     return sorted(pid for pid in processes.pids() if processes.session_of(pid) is not None
                   and (pid in marked or processes.session_of(pid) in sessions))
@@ -198,3 +202,37 @@ def screenshot(page: Page, name: str) -> None:
 
 def expect_status(page: Page, status: str) -> None:
     expect(page.locator("#run-status .badge")).to_have_text(status, timeout=RUN_TIMEOUT)
+
+
+def warm_processes(runs_dir: str) -> list[int]:
+    """The live processes of the warm runners under `runs_dir`, idle or serving a run: those with
+    HOME=<runs_dir>/warm-…, and the other processes of their sessions (pasta, Chromium)."""
+    home = f"HOME={runs_dir}/warm-".encode()
+    marked = {pid for pid in processes.pids() if any(var.startswith(home) for var in processes.environ_of(pid))}
+    sessions = {processes.session_of(pid) for pid in marked} - {None}
+    return sorted(pid for pid in processes.pids() if processes.session_of(pid) in sessions or pid in marked)
+
+
+def idle_runners(runs_dir: str) -> list[int]:
+    """The warm runners' node processes that wait for a run (no SUPERTEST_RUN in their environment)."""
+    home = f"HOME={runs_dir}/warm-".encode()
+    return [pid for pid in processes.pids()
+            if (environ := processes.environ_of(pid)) and any(var.startswith(home) for var in environ)
+            and not any(var.startswith(b"SUPERTEST_RUN=") for var in environ)
+            and cmdline(pid).split(b"\0")[:2][-1].endswith(b"/warm.js")]  # node, not the bwraps around it
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # gone with a parent killed before it
+            pass
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read()
+    except OSError:
+        return b""

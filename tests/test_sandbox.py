@@ -27,6 +27,7 @@ from supertest.execution import network, processes, sandbox
 from tests.conftest import ProcfileProcess, make_app, start_worker
 from tests.helpers import (
     ENV_PROBE,
+    idle_runners,
     passing_script,
     run_processes,
     save_job,
@@ -324,12 +325,16 @@ def test_pasta_ends_with_the_run(networked) -> None:
 @pytest.fixture(scope="module")
 def limited(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[dict[str, Any]]:
-    """A worker of its own with low limits, on its own queue namespace."""
-    own = {**settings, **LIMITS, "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}"}
+    """A worker of its own with low limits, on its own queue namespace; the run goes on the warm
+    runner it started under those limits (execution/warm.py), which it waits for."""
+    own = {**settings, **LIMITS, "QUEUE_NAMESPACE": f"supertest-sandbox-{uuid.uuid4().hex[:8]}",
+           "RUNS_DIR": str(tmp_path_factory.mktemp("limited-runs"))}
     process = start_worker(own, tmp_path_factory.mktemp("limited") / "worker.log")
     try:
+        wait_until(lambda: idle_runners(own["RUNS_DIR"]), 60, "the worker's warm runners started")
         client = make_app(own).test_client()
-        yield wait_for_run(client, start_run(client, LIMITED)["runId"])
+        run = wait_for_run(client, start_run(client, LIMITED)["runId"])
+        yield {**run, "warm": f"run {run['id']}: attempt 1 started (test) warm" in process.log()}
     finally:
         process.stop()
 
@@ -337,6 +342,7 @@ def limited(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempP
 def test_limits_on_file_size_processes_open_files_and_memory_hold(limited) -> None:
     statuses = {test["title"]: (test["status"], test["error"]) for test in limited["tests"]}
     assert all(status == "passed" for status, _ in statuses.values()) and len(statuses) == 4, statuses
+    assert limited["warm"], "the run went on a warm runner"
 
 
 @pytest.fixture(scope="module")

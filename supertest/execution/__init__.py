@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from supertest import events, logs, nofollow
 from supertest.connections import redis_client
 from supertest.execution import collect, preflight, processes, redact, results, runner, sandbox, workspace
+from supertest.execution import warm as warm_runners
 from supertest.execution.progress import Progress
 from supertest.execution.watch import RunWatch
 from supertest.extensions import db
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 RESULTS = "supertest-results.json"
 BLOB = "blob-report"  # a shard's blob report's folder
+RUN_MARK = "SUPERTEST_RUN"  # in the test's environment: <run id>-<attempt>
 
 
 def worker_id() -> str:
@@ -56,22 +58,25 @@ def _execute_run(run_id: str) -> None:
         log.info("run %s is not pending; nothing to do", run_id)
         return
     logs.set_run(run_id, run.job_id)
-    log.info("run %s: attempt %s started (%s)", run_id, run.attempt, run.kind)
     config = current_app.config
     attempt = run.attempt
-    # Per attempt: a lost worker's leftovers never share a directory with the attempt after it.
-    run_dir = Path(config["RUNS_DIR"]) / f"{run_id}-{attempt}"
+    pool = current_app.extensions.get("warm_runners")
+    warm = _warm_runner(pool)
+    log.info("run %s: attempt %s started (%s) %s", run_id, attempt, run.kind, "warm" if warm else "cold")
+    if warm:  # its directories, made before the run was known; HOME names it, SUPERTEST_RUN the run
+        run_dir, tmp_dir = warm.run_dir, warm.tmp_dir
+    else:  # per attempt: a lost worker's leftovers never share a directory with the attempt after it
+        run_dir, tmp_dir = Path(config["RUNS_DIR"]) / f"{run_id}-{attempt}", Path(tempfile.mkdtemp(prefix="st-"))
     kept = run_dir.with_name(f"{run_dir.name}.kept")  # the worker's own copy of what the run left
-    tmp_dir = Path(tempfile.mkdtemp(prefix="st-"))
     try:
         problem = sandbox_problem()
         if problem:
             runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
             return
         box = sandbox_of(config)
-        with box.users.hold() if box.users else nullcontext(None) as ids, \
+        with nullcontext(warm.ids) if warm else box.users.hold() if box.users else nullcontext(None) as ids, \
                 RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
-            _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop)
+            _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
     except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
         log.warning("run %s: worker shutting down; handing it back to the queue", run_id)
         runs.hand_back(run_id, "handed back when its worker shut down", attempt)
@@ -82,8 +87,21 @@ def _execute_run(run_id: str) -> None:
         why = "a database error" if isinstance(error, DBAPIError) else error
         runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {why}", attempt=attempt)
     finally:
+        if warm and pool:  # thrown away after its one run; the pool starts a fresh one for the slot
+            pool.give_back(warm)
         for folder in (run_dir, kept, tmp_dir):
             nofollow.remove_tree(folder)
+
+
+def _warm_runner(pool: warm_runners.WarmRunners | None) -> warm_runners.Warm | None:
+    """A warm runner ready for a run, or None: the run starts cold (none is kept, all are busy,
+    or the one taken did not get ready in time)."""
+    warm = pool.take() if pool else None
+    if warm and pool and not warm.ready(warm_runners.READY_SECONDS):
+        log.warning("a warm runner did not get ready; the run starts cold")
+        pool.give_back(warm)
+        return None
+    return warm
 
 
 @dataclass(frozen=True)
@@ -97,10 +115,11 @@ class Workspace:
     ids: tuple[int, int] | None
 
 
-def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event) -> None:
+def _execute(run: Run, space: Workspace, config: Any, stop: threading.Event,
+             warm: warm_runners.Warm | None = None) -> None:
     """The stages of a run, in order: prepare, launch, collect, redact, judge, store, record."""
     given, secrets = variables.for_run()
-    outcome = launch(run, space, config, given, secrets, stop)
+    outcome = launch(run, space, config, given, secrets, stop, warm=warm)
     if outcome.stopped:
         log.info("run %s was stopped: cancelled, or handed to another worker", run.id)
         return
@@ -133,8 +152,11 @@ class Part:
 
 
 def launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secrets: list[str],
-            stop: threading.Event, part: Part | None = None) -> runner.Outcome:
-    """Write the run's directory and run `playwright test` in the sandbox, publishing live progress."""
+            stop: threading.Event, part: Part | None = None, warm: warm_runners.Warm | None = None
+            ) -> runner.Outcome:
+    """Write the run's directory and run `playwright test` in the sandbox, publishing live progress:
+    on `warm` (a runner started in space's directories, as space.ids) when given and still alive,
+    else in a sandbox started now."""
     run_tests = part.run_tests if part else run.run_tests
     files = [workspace.TestFile(run_test.filename, run_test.script) for run_test in run_tests]
     # One browser for a single test; a job's tests share MAX_CONCURRENT_TESTS Playwright workers
@@ -144,21 +166,33 @@ def launch(run: Run, space: Workspace, config: Any, given: dict[str, str], secre
     settings = workspace.playwright_config(workspace.find_chromium(config["CHROMIUM_PATH"]), workers, run.retries)
     if part:  # a shard reports to our live reporter (the first) and its blob; the merge makes html and junit
         settings["reporter"] = [settings["reporter"][0], ["blob", {"outputDir": BLOB, "fileName": part.blob}]]
-    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests))
+    # A warm runner's directory is its sandbox's mount: filled, never made anew.
+    workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests), fresh=not warm)
     redis = redis_client()  # the reporter's lines are read on a thread without an app context
     publish = part.publish if part else \
         (lambda name, data: events.publish(run.id, name, data, redis))
     progress = Progress({run_test.filename: (run_test.position, run_test.test_id) for run_test in run_tests},
                         lambda name, data: publish(name, redact.redact_json(data, secrets)))
-    node, readable = node_and_readable(config)
-    command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
-    launched = sandbox_of(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
+    # SUPERTEST_RUN marks the run's processes (a warm runner's HOME was named before the run was known).
+    env = {**given, **runner.child_env(space.run_dir, space.tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"]),
+           RUN_MARK: f"{run.id}-{run.attempt}"}
+    seconds = part.seconds if part else run.timeout_ms / 1000
     try:
-        return runner.run_playwright(
-            launched.argv, space.run_dir,
-            {**given, **runner.child_env(space.run_dir, space.tmp_dir, config["PLAYWRIGHT_BROWSERS_PATH"])},
-            part.seconds if part else run.timeout_ms / 1000, progress, stop, launched.preexec,
-        )
+        if warm:
+            if space.ids:
+                sandbox.chown_tree(space.run_dir, *space.ids)
+            if not warm_runners.suits(given):
+                log.info("run %s: its variables set how node or Playwright start; starting cold", run.id)
+            elif warm.go(env):
+                return runner.watch(warm.process, env, seconds, progress, stop)
+            else:
+                log.warning("run %s: its warm runner died before the run reached it; starting cold", run.id)
+            runner.end(warm.process, env["HOME"])
+            workspace.prepare(space.run_dir, files, config["NODE_MODULES"], settings, _suite(run, run_tests))
+        node, readable = node_and_readable(config)
+        command = runner.playwright_command(node, Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js")
+        launched = sandbox_of(config).launch(command, space.run_dir, space.tmp_dir, readable, space.ids)
+        return runner.run_playwright(launched.argv, space.run_dir, env, seconds, progress, stop, launched.preexec)
     finally:
         if space.ids:  # nothing of the test may run on while the worker reads what it left
             processes.kill_user(space.ids[0])
@@ -236,6 +270,29 @@ def sandbox_problem() -> str | None:
             extensions["sandbox_problem_said"] = problem
         return problem  # looked at again next time: it may be mended meanwhile
     return extensions["sandbox_problem"]
+
+
+def warm_up(slots: int) -> None:
+    """Keep a warm runner for each of this worker process's `slots` (WARM_RUNNERS, warm.py), once
+    runs can start in its sandbox. Called again, it only resizes."""
+    config = current_app.config
+    if not config["WARM_RUNNERS"] or sandbox_problem():
+        return
+    pool = current_app.extensions.get("warm_runners")
+    if pool is None:
+        node, readable = node_and_readable(config)
+        recipe = warm_runners.Recipe(sandbox_of(config), node,
+                                     Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", readable,
+                                     Path(config["RUNS_DIR"]), config["PLAYWRIGHT_BROWSERS_PATH"])
+        pool = current_app.extensions["warm_runners"] = warm_runners.WarmRunners(recipe)
+    pool.resize(slots)
+
+
+def cool_down() -> None:
+    """The worker is stopping: its idle warm runners are killed, and no more are started."""
+    pool = current_app.extensions.pop("warm_runners", None)
+    if pool is not None:
+        pool.close()
 
 
 def worker_facts() -> dict[str, Any]:

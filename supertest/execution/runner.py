@@ -68,10 +68,22 @@ def run_playwright(
 
     When `stop` is set (a cancel), the whole process group is killed at once, with no grace.
     """
-    process = subprocess.Popen(
-        command, cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    return watch(start(command, run_dir, env, preexec), env, timeout_seconds, on_event, stop)
+
+
+def start(command: list[str], run_dir: Path, env: dict[str, str], preexec: Callable[[], None] | None = None,
+          stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start `command` in a session of its own (its process group is what the runner kills)."""
+    return subprocess.Popen(
+        command, cwd=run_dir, env=env, stdin=stdin, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec or die_with_worker,
     )
+
+
+def watch(process: subprocess.Popen, env: dict[str, str], timeout_seconds: float,
+          on_event: Callable[[dict[str, Any]], None], stop: threading.Event | None = None) -> Outcome:
+    """See `process` (started by start(), cold or a warm runner given its run) to its end: its
+    lines, its deadline, `stop`, and then the kill of its group and of its strays (by env's HOME)."""
     log: deque[str] = deque(maxlen=MAX_LOG_LINES)
     reader = threading.Thread(target=logs.carried(_read), args=(process, log, on_event), daemon=True)
     reader.start()
@@ -98,11 +110,16 @@ def run_playwright(
     finally:
         # Also after a normal exit: whatever the test started in the group goes with it,
         # and so does whatever left the group (setsid, a detached child) but kept the run's HOME.
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
-        kill_strays(process.pid, env["HOME"])
+        end(process, env["HOME"])
     reader.join(timeout=5)
     return Outcome(process.returncode, timed_out, "\n".join(log), stopped)
+
+
+def end(process: subprocess.Popen, home: str) -> None:
+    """Kill `process`'s group, and what left it but kept HOME=`home`; wait for the process."""
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+    kill_strays(process.pid, home)
 
 
 def _read(process: subprocess.Popen, log: deque[str], on_event: Callable[[dict[str, Any]], None]) -> None:

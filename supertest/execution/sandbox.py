@@ -154,7 +154,7 @@ class Sandbox:
         with run_dir and tmp_dir its own (given to that user) and `readable` visible read-only."""
         if ids:
             for path in (run_dir, tmp_dir):
-                _chown_tree(path, *ids)
+                chown_tree(path, *ids)
         # First: with SANDBOX_NETWORK=private and no bwrap here, this refuses the run.
         pasta = pasta_command() if self.uses_private_network() else None
         if not self.uses_bwrap():
@@ -247,7 +247,8 @@ def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = 
     die_with_worker()
 
 
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
+def chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give a run's directory to its user, links and all, following none."""
     os.chown(root, uid, gid, follow_symlinks=False)
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:

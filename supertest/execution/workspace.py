@@ -114,10 +114,12 @@ def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
 
 
 def prepare(run_dir: Path, files: list[TestFile], node_modules: Path, settings: dict,
-            suite: Suite | None = None) -> None:
-    """Write everything `playwright test` needs into a fresh run directory: the specs (and an
-    ad-hoc run's other files) under tests/, and the generated config."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+            suite: Suite | None = None, fresh: bool = True) -> None:
+    """Write everything `playwright test` needs into a run directory: the specs (and an ad-hoc
+    run's other files) under tests/, and the generated config. `fresh`: made anew (else it must
+    exist and be empty: a warm runner's, warm.py)."""
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)
     tests = run_dir / "tests"
     tests.mkdir(parents=True)
     for file in [*files, *(suite.files if suite else [])]:

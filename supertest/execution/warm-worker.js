@@ -1,0 +1,16 @@
+// A warm runner's spare test worker process (warm.js forks it ahead of the run): the heaviest
+// modules a Playwright worker process needs are loaded, and it waits. When the run's runner forks
+// its first worker, warm.js hands this one over instead, with the environment the fork was given:
+// it takes that environment as its own, then runs Playwright's worker entry, as a fresh fork would.
+// Nothing that reads the environment as it loads is loaded before that.
+const path = require('path');
+
+const lib = process.argv[2]; // playwright's lib/
+require(require.resolve('playwright-core/lib/coreBundle', { paths: [lib] }));
+require(path.join(lib, 'transform', 'babelBundle.js'));
+process.once('message', ({ env, entry }) => {
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  Object.assign(process.env, env);
+  process.argv = [process.argv[0], entry];
+  require(entry);
+});

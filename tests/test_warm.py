@@ -1,0 +1,157 @@
+"""Warm runners (execution/warm.py): a run on a runner started ahead of it sees nothing of the run
+before it on the same worker (files, variables, browser profile, processes); a runner that died
+while idle is replaced and no run fails for it; runners die with their worker. Each run goes the
+real way: HTTP request, queue, worker, `playwright test` in Chromium inside the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from supertest.execution import processes, warm
+from tests.conftest import ProcfileProcess, make_app, start_worker
+from tests.helpers import (
+    cmdline,
+    idle_runners,
+    kill,
+    passing_script,
+    run_processes,
+    start_run,
+    wait_for_run,
+    wait_until,
+    warm_processes,
+)
+
+# Leaves all it can behind: files in HOME, TMPDIR and its browser's profile, a variable, a detached
+# process (its own session: the runner's group kill does not reach it). Fails on purpose, telling
+# where it left them.
+LEAVING = """import { test } from '@playwright/test';
+const fs = require('fs');
+const path = require('path');
+const { spawn } = require('child_process');
+
+test('leaves things behind', async ({ page }) => {
+  await page.setContent('<p>here</p>');
+  fs.writeFileSync(path.join(process.env.HOME, 'left.txt'), 'run 1');
+  fs.writeFileSync(path.join(process.env.TMPDIR, 'left.txt'), 'run 1');
+  const profiles = fs.readdirSync(process.env.TMPDIR).filter(name => name.startsWith('playwright'));
+  for (const profile of profiles) fs.writeFileSync(path.join(process.env.TMPDIR, profile, 'left.txt'), 'run 1');
+  process.env.LEFT_BY_RUN_1 = 'yes';
+  spawn('sleep', ['__MARK__'], { detached: true, stdio: 'ignore' }).unref();
+  throw new Error('LEFT ' + JSON.stringify({ home: process.env.HOME, tmp: process.env.TMPDIR, profiles }));
+});
+"""
+
+# Looks for what LEAVING left, from inside the next run's sandbox.
+LOOKING = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+const path = require('path');
+
+test('finds nothing left', async ({ page }) => {
+  await page.setContent('<p>here</p>');
+  const left = __LEFT__;
+  const found = [];
+  for (const where of [left.home, left.tmp, process.env.HOME, process.env.TMPDIR]) {
+    if (fs.existsSync(path.join(where, 'left.txt'))) found.push(path.join(where, 'left.txt'));
+  }
+  for (const profile of fs.readdirSync(process.env.TMPDIR).filter(name => name.startsWith('playwright'))) {
+    if (fs.existsSync(path.join(process.env.TMPDIR, profile, 'left.txt'))) found.push(profile);
+  }
+  if (process.env.LEFT_BY_RUN_1) found.push('LEFT_BY_RUN_1');
+  for (const pid of fs.readdirSync('/proc').filter(name => /^\\d+$/.test(name))) {
+    try { if (fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('__MARK__')) found.push(`process ${pid}`); }
+    catch (error) {}
+  }
+  expect({ found, home: process.env.HOME === left.home, tmp: process.env.TMPDIR === left.tmp })
+    .toEqual({ found: [], home: false, tmp: false });
+});
+"""
+
+
+def started(worker: ProcfileProcess, run_id: str) -> str:
+    """How the worker started the run: "warm" or "cold" (its log line)."""
+    found = re.search(rf"run {run_id}: attempt \d+ started \(\w+\) (warm|cold)", worker.log())
+    assert found, f"no start of run {run_id} in the worker's log"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def one_slot(app: Flask, settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[dict[str, Any]]:
+    """A worker of its own with one run slot (so one warm runner), its own runs directory and queues."""
+    own = {**settings, "WORKER_THREADS": "1", "RUNS_DIR": str(tmp_path_factory.mktemp("warm-runs")),
+           "QUEUE_NAMESPACE": f"supertest-warm-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp("warm") / "worker.log")
+    try:
+        wait_until(lambda: idle_runners(own["RUNS_DIR"]), 60, "the worker's warm runner started")
+        yield {"worker": process, "client": make_app(own).test_client(), "runs_dir": own["RUNS_DIR"]}
+    finally:
+        process.stop()
+
+
+def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> None:
+    client, worker = one_slot["client"], one_slot["worker"]
+    mark = f"1{uuid.uuid4().int % 10**8}"  # sleep's argument: a number no other process has
+    first = wait_for_run(client, start_run(client, LEAVING.replace("__MARK__", mark))["runId"])
+    error = first["tests"][0]["error"] or ""
+    left = json.loads(re.search(r"LEFT (\{.*?\})", error).group(1))  # type: ignore[union-attr]
+    assert left["profiles"], "the first run's browser had a profile folder in its TMPDIR"
+    # Out of the sandbox too: its folders go (just after its outcome is recorded), and its detached process.
+    wait_until(lambda: not Path(left["home"]).exists() and not Path(left["tmp"]).exists(), 10,
+               "the first run's folders were removed")
+    assert not [pid for pid in processes.pids() if mark.encode() in cmdline(pid)]
+    assert run_processes(first["id"]) == []
+
+    second = wait_for_run(client, start_run(client, LOOKING.replace("__LEFT__", json.dumps(left))
+                                            .replace("__MARK__", mark))["runId"])
+    assert second["status"] == "passed", second["tests"][0]["error"] if second["tests"] else second
+    assert (started(worker, first["id"]), started(worker, second["id"])) == ("warm", "warm")
+
+
+def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) -> None:
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    wait_until(lambda: idle_runners(runs_dir), 60, "a warm runner waits")
+    kill(warm_processes(runs_dir))
+    # At once: the run finds the runner dead and starts cold.
+    at_once = wait_for_run(client, start_run(client, passing_script("right after the kill"))["runId"])
+    assert at_once["status"] == "passed", at_once
+    # The worker starts another; killed while idle, that one too is replaced before a run comes.
+    wait_until(lambda: idle_runners(runs_dir), 60, "a fresh warm runner waits")
+    killed = idle_runners(runs_dir)
+    kill(warm_processes(runs_dir))
+    wait_until(lambda: idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
+               "the killed runner was replaced")
+    later = wait_for_run(client, start_run(client, passing_script("on the replacement"))["runId"])
+    assert later["status"] == "passed", later
+    assert started(worker, later["id"]) == "warm"
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_warm_runners_end_with_their_worker(app: Flask, settings: dict[str, str],
+                                            tmp_path_factory: pytest.TempPathFactory, how: str) -> None:
+    """Stopped (SIGTERM), the worker kills its idle runners; killed (SIGKILL), they die with it."""
+    runs_dir = str(tmp_path_factory.mktemp(f"warm-{how}"))
+    own = {**settings, "RUNS_DIR": runs_dir, "QUEUE_NAMESPACE": f"supertest-warm-{uuid.uuid4().hex[:8]}"}
+    process = start_worker(own, tmp_path_factory.mktemp(f"warm-{how}") / "worker.log")
+    try:
+        wait_until(lambda: len(idle_runners(runs_dir)) == 2, 60, "a warm runner per slot (2)")
+        if how == "kill":
+            os.killpg(process.process.pid, signal.SIGKILL)
+    finally:
+        process.stop()
+    wait_until(lambda: warm_processes(runs_dir) == [], 15, f"warm runners gone ({how})")
+
+
+def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> None:
+    assert warm.suits({"BASE_URL": "https://example.test", "API_TOKEN": "x", "MY_DEBUG_LEVEL": "2"})
+    for name in ("NODE_OPTIONS", "node_extra_ca_certs", "DEBUG", "PWDEBUG", "PW_TEST_REPORTER",
+                 "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE"):
+        assert not warm.suits({"BASE_URL": "x", name: "1"}), name
