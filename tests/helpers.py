@@ -214,12 +214,17 @@ def warm_processes(runs_dir: str) -> list[int]:
 
 
 def idle_runners(runs_dir: str) -> list[int]:
-    """The warm runners' node processes that wait for a run (no SUPERTEST_RUN in their environment)."""
+    """The warm runners' node processes that wait for a run (no SUPERTEST_RUN in their environment)
+    and are ready for one: warm.js has forked its spare test worker, which it does just before it
+    says so. A runner still loading is left out: a run would wait for it, or, on a loaded machine,
+    start cold (READY_SECONDS)."""
     home = f"HOME={runs_dir}/warm-".encode()
-    return [pid for pid in processes.pids()
-            if (environ := processes.environ_of(pid)) and any(var.startswith(home) for var in environ)
-            and not any(var.startswith(b"SUPERTEST_RUN=") for var in environ)
-            and cmdline(pid).split(b"\0")[:2][-1].endswith(b"/warm.js")]  # node, not the bwraps around it
+    waiting = [pid for pid in processes.pids()
+               if (environ := processes.environ_of(pid)) and any(var.startswith(home) for var in environ)
+               and not any(var.startswith(b"SUPERTEST_RUN=") for var in environ)
+               and cmdline(pid).split(b"\0")[:2][-1].endswith(b"/warm.js")]  # node, not the bwraps around it
+    spares = {processes.session_of(pid) for pid in processes.pids() if b"/warm-worker.js\0" in cmdline(pid)}
+    return [pid for pid in waiting if processes.session_of(pid) in spares]
 
 
 def kill(pids: list[int]) -> None:

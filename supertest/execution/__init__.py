@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,37 +60,55 @@ def _execute_run(run_id: str) -> None:
     logs.set_run(run_id, run.job_id)
     config = current_app.config
     attempt = run.attempt
+    with attempt_space(f"{run_id}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
+        log.info("run %s: attempt %s started (%s) %s", run_id, attempt, run.kind, "warm" if warm else "cold")
+        try:
+            problem = sandbox_problem()
+            if problem:
+                runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
+                return
+            with run_user(sandbox_of(config), warm) as ids, \
+                    RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
+                _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
+        except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
+            log.warning("run %s: worker shutting down; handing it back to the queue", run_id)
+            runs.hand_back(run_id, "handed back when its worker shut down", attempt)
+        except Exception as error:  # our fault, not the test's: say so rather than leave it running
+            log.exception("run %s failed inside Supertest", run_id)
+            db.session.rollback()  # a failed write leaves the session unusable until then
+            # A database error's text holds SQL and the values it was given: the log has it, not the user.
+            why = "a database error" if isinstance(error, DBAPIError) else error
+            runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {why}", attempt=attempt)
+
+
+@contextmanager
+def attempt_space(name: str, config: Any) -> Iterator[tuple[Path, Path, Path, warm_runners.Warm | None]]:
+    """Where an attempt (of a run, or of a shard) works: (run_dir, tmp_dir, kept, warm). A warm
+    runner's directories when one is ready (HOME names it, SUPERTEST_RUN the run), else new ones,
+    named `name` per attempt: a lost worker's leftovers never share a directory with the attempt after
+    it. Afterwards the warm runner is thrown away (its pool starts a fresh one for the slot) and
+    every folder removed."""
     pool = current_app.extensions.get("warm_runners")
     warm = _warm_runner(pool)
-    log.info("run %s: attempt %s started (%s) %s", run_id, attempt, run.kind, "warm" if warm else "cold")
-    if warm:  # its directories, made before the run was known; HOME names it, SUPERTEST_RUN the run
+    if warm:
         run_dir, tmp_dir = warm.run_dir, warm.tmp_dir
-    else:  # per attempt: a lost worker's leftovers never share a directory with the attempt after it
-        run_dir, tmp_dir = Path(config["RUNS_DIR"]) / f"{run_id}-{attempt}", Path(tempfile.mkdtemp(prefix="st-"))
+    else:
+        run_dir, tmp_dir = Path(config["RUNS_DIR"]) / name, Path(tempfile.mkdtemp(prefix="st-"))
     kept = run_dir.with_name(f"{run_dir.name}.kept")  # the worker's own copy of what the run left
     try:
-        problem = sandbox_problem()
-        if problem:
-            runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
-            return
-        box = sandbox_of(config)
-        with nullcontext(warm.ids) if warm else box.users.hold() if box.users else nullcontext(None) as ids, \
-                RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
-            _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
-    except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
-        log.warning("run %s: worker shutting down; handing it back to the queue", run_id)
-        runs.hand_back(run_id, "handed back when its worker shut down", attempt)
-    except Exception as error:  # our fault, not the test's: say so rather than leave it running
-        log.exception("run %s failed inside Supertest", run_id)
-        db.session.rollback()  # a failed write leaves the session unusable until then
-        # A database error's text holds SQL and the values it was given: the log has it, not the user.
-        why = "a database error" if isinstance(error, DBAPIError) else error
-        runs.finish(run_id, ERROR, error_message=f"Supertest could not run this test: {why}", attempt=attempt)
+        yield run_dir, tmp_dir, kept, warm
     finally:
-        if warm and pool:  # thrown away after its one run; the pool starts a fresh one for the slot
+        if warm and pool:
             pool.give_back(warm)
         for folder in (run_dir, kept, tmp_dir):
             nofollow.remove_tree(folder)
+
+
+def run_user(box: sandbox.Sandbox, warm: warm_runners.Warm | None) -> AbstractContextManager[tuple[int, int] | None]:
+    """The uid an attempt runs as: its warm runner's, else one held from the range now (None: the worker's)."""
+    if warm:
+        return nullcontext(warm.ids)
+    return box.users.hold() if box.users else nullcontext(None)
 
 
 def _warm_runner(pool: warm_runners.WarmRunners | None) -> warm_runners.Warm | None:

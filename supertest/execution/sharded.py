@@ -25,6 +25,7 @@ from supertest.execution import (
     RESULTS,
     Part,
     Workspace,
+    attempt_space,
     collect_output,
     launch,
     node_and_readable,
@@ -33,6 +34,7 @@ from supertest.execution import (
     redact,
     redact_kept,
     results,
+    run_user,
     runner,
     sandbox_of,
     sandbox_problem,
@@ -41,6 +43,7 @@ from supertest.execution import (
     worker_id,
 )
 from supertest.execution import collect as collecting
+from supertest.execution.warm import Warm
 from supertest.execution.watch import RunWatch
 from supertest.execution.workspace import JUNIT
 from supertest.extensions import db
@@ -78,34 +81,29 @@ def _execute_shard(run_id: str, index: int) -> None:
     run = shard.run
     logs.set_run(run_id, run.job_id)
     attempt = shard.attempt
-    log.info("run %s: shard %s, attempt %s started", run_id, index, attempt)
     config = current_app.config
-    run_dir = Path(config["RUNS_DIR"]) / f"{run_id}-s{index}-{attempt}"
-    kept = run_dir.with_name(f"{run_dir.name}.kept")
-    tmp_dir = Path(tempfile.mkdtemp(prefix="st-"))
-    try:
-        problem = sandbox_problem()
-        if problem:
-            shards.finish(run_id, index, ERROR, attempt, error_message=problem)
-            return
-        box = sandbox_of(config)
-        with box.users.hold() if box.users else nullcontext(None) as ids, \
-                RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch:
-            _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop)
-    except Shutdown:
-        log.warning("run %s: worker shutting down; handing shard %s back to the queue", run_id, index)
-        shards.hand_back(run_id, index, "handed back when its worker shut down", attempt)
-    except Exception as error:
-        log.exception("run %s: shard %s failed inside Supertest", run_id, index)
-        db.session.rollback()
-        why = "a database error" if isinstance(error, DBAPIError) else error
-        shards.finish(run_id, index, ERROR, attempt, error_message=f"Supertest could not run this shard: {why}")
-    finally:
-        for folder in (run_dir, kept, tmp_dir):
-            nofollow.remove_tree(folder)
+    with attempt_space(f"{run_id}-s{index}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
+        log.info("run %s: shard %s, attempt %s started %s", run_id, index, attempt, "warm" if warm else "cold")
+        try:
+            problem = sandbox_problem()
+            if problem:
+                shards.finish(run_id, index, ERROR, attempt, error_message=problem)
+                return
+            with run_user(sandbox_of(config), warm) as ids, \
+                    RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch:
+                _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
+        except Shutdown:
+            log.warning("run %s: worker shutting down; handing shard %s back to the queue", run_id, index)
+            shards.hand_back(run_id, index, "handed back when its worker shut down", attempt)
+        except Exception as error:
+            log.exception("run %s: shard %s failed inside Supertest", run_id, index)
+            db.session.rollback()
+            why = "a database error" if isinstance(error, DBAPIError) else error
+            shards.finish(run_id, index, ERROR, attempt, error_message=f"Supertest could not run this shard: {why}")
 
 
-def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: Any) -> None:
+def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: Any,
+               warm: Warm | None) -> None:
     """The stages of a run for the shard's tests: launch, collect, redact, judge, store, record.
     A shard keeps only its blob report: the run's HTML and JUnit reports are merged from them."""
     given, secrets = variables.for_run()
@@ -118,7 +116,7 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     took = Stopwatch()
     part = Part(run_tests, left, blob,
                 _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"], took.seen))
-    outcome = launch(run, space, config, given, secrets, stop, part)
+    outcome = launch(run, space, config, given, secrets, stop, part, warm)
     took.lap("playwright")  # writing its folder, the sandbox, Playwright's start, the tests, its exit
     if outcome.stopped:
         log.info("run %s: shard %s was stopped: cancelled, or handed to another worker", run.id, shard.index)
