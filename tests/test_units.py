@@ -179,3 +179,26 @@ def test_a_bad_url_setting_is_named_without_its_password(env: dict[str, str], sa
     with pytest.raises(config.ConfigError) as refused:
         config.from_env({"SECRET_KEY": "x", **env})
     assert says in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+def test_a_warm_runner_is_ready_when_a_line_came_before_ready_in_the_same_read() -> None:
+    """Both lines wait in the pipe when a run takes a runner started ahead: READY must not be left
+    in a buffer that select() cannot see (the run would wait READY_SECONDS, then start cold)."""
+    import subprocess
+    import time
+    from contextlib import ExitStack
+
+    from supertest.execution import warm
+
+    process = subprocess.Popen(["sh", "-c", "echo 'a warning'; echo '@@supertest-warm ready'; exec sleep 30"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        runner = warm.Warm(process, Path("/nonexistent"), Path("/nonexistent"), None, {}, ("", 0), ExitStack())
+        assert runner.ready(3)
+    finally:
+        process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            assert pipe is not None
+            pipe.close()

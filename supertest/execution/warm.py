@@ -94,7 +94,10 @@ class Warm:
         assert stdout is not None
         deadline = time.monotonic() + timeout
         while not self._ready and select([stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            line = stdout.readline(runner.MAX_READ_BYTES)  # a warning node printed first is passed over
+            # From the pipe itself, not the buffer over it: a buffered readline would take a line
+            # printed first (a warning) *and* READY, leaving READY where select() never sees it.
+            # Nothing else is read before READY, and warm.js prints nothing after it until go().
+            line = stdout.raw.readline(runner.MAX_READ_BYTES)  # type: ignore[attr-defined]
             if not line:  # it ended
                 break
             self._ready = line == READY
