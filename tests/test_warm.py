@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,22 @@ def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> N
                                             .replace("__MARK__", mark))["runId"])
     assert second["status"] == "passed", second["tests"][0]["error"] if second["tests"] else second
     assert (started(worker, first["id"]), started(worker, second["id"])) == ("warm", "warm")
+
+
+def test_an_idle_runners_folder_is_not_its_users_until_its_run_comes(one_slot) -> None:
+    """The worker (root) writes a run's files into an idle runner's folder: no process of the runner's
+    uid may put a link there first, so the folder is the worker's until the run's files are in."""
+    runs_dir = one_slot["runs_dir"]
+    wait_until(lambda: idle_runners(runs_dir), 60, "a warm runner waits")
+    for pid in idle_runners(runs_dir):
+        home = next(var for var in processes.environ_of(pid) if var.startswith(b"HOME=")).split(b"=", 1)[1]
+        owner = os.lstat(home).st_uid
+        runner_uid = os.stat(f"/proc/{pid}").st_uid
+        assert runner_uid != os.getuid() and owner == os.getuid(), (owner, runner_uid)
+        with pytest.raises(subprocess.CalledProcessError):  # as the runner's uid: refused
+            subprocess.run(["setpriv", f"--reuid={runner_uid}", f"--regid={runner_uid}", "--clear-groups",
+                            "ln", "-s", "/etc/passwd", os.path.join(home, b"playwright.config.js")],
+                           check=True, capture_output=True)
 
 
 def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -144,6 +145,9 @@ def start(recipe: Recipe) -> Warm:
             shutil.copyfile(script, tmp_dir / script.name)
         launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
                                      run_dir, tmp_dir, recipe.readable, ids)
+        if ids:  # ours while idle (the runner writes nothing there): the worker writes the run's files
+            # into a folder no other process can put a link in; execution.launch gives it to the run
+            os.chown(run_dir, os.getuid(), os.getgid(), follow_symlinks=False)
         env = runner.child_env(run_dir, tmp_dir, recipe.browsers_path)
         process = runner.start(launched.argv, run_dir, env, launched.preexec, stdin=subprocess.PIPE)
     except BaseException:
