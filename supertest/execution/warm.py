@@ -120,17 +120,19 @@ class Warm:
     def discard(self) -> None:
         """Kill it and everything it started, let go of its uid, remove its directories."""
         try:
-            if self.process.stdin and not self.process.stdin.closed:
-                self.process.stdin.close()
-        except OSError:
-            pass
-        if self.process.returncode is None:  # else its end was seen to already (runner.watch)
-            runner.end(self.process, self.env["HOME"])
-        if self.process.stdout:
-            self.process.stdout.close()
-        self.held.close()  # users.py kills what the uid still runs, then frees it
-        for folder in (self.run_dir, self.tmp_dir):
-            nofollow.remove_tree(folder)
+            try:
+                if self.process.stdin and not self.process.stdin.closed:
+                    self.process.stdin.close()
+            except OSError:
+                pass
+            if self.process.returncode is None:  # else its end was seen to already (runner.watch)
+                runner.end(self.process, self.env["HOME"])
+            if self.process.stdout:
+                self.process.stdout.close()
+        finally:  # whatever failed above, the uid is not kept for good
+            self.held.close()  # users.py kills what the uid still runs, then frees it
+            for folder in (self.run_dir, self.tmp_dir):
+                nofollow.remove_tree(folder)
 
 
 def start(recipe: Recipe) -> Warm:
