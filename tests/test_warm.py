@@ -144,7 +144,11 @@ def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) 
     wait_until(lambda: idle_runners(runs_dir), 60, "a fresh warm runner waits")
     killed = idle_runners(runs_dir)
     kill(warm_processes(runs_dir))
-    wait_until(lambda: idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
+    # Seen by the worker's own thread (its log line names no run), not only in /proc: a runner killed
+    # as it starts may leave a moment a fork of it that looks like a new idle runner.
+    wait_until(lambda: any("died or went stale while idle" in line and " run=" not in line
+                           for line in worker.log().splitlines())
+               and idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
                "the killed runner was replaced")
     later = wait_for_run(client, start_run(client, passing_script("on the replacement"))["runId"])
     assert later["status"] == "passed", later
