@@ -179,3 +179,53 @@ def test_a_bad_url_setting_is_named_without_its_password(env: dict[str, str], sa
     with pytest.raises(config.ConfigError) as refused:
         config.from_env({"SECRET_KEY": "x", **env})
     assert says in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+def test_a_warm_runner_is_ready_when_a_line_came_before_ready_in_the_same_read() -> None:
+    """Both lines wait in the pipe when a run takes a runner started ahead: READY must not be left
+    in a buffer that select() cannot see (the run would wait READY_SECONDS, then start cold)."""
+    import subprocess
+    import time
+    from contextlib import ExitStack
+
+    from supertest.execution import warm
+
+    process = subprocess.Popen(["sh", "-c", "echo 'a warning'; echo '@@supertest-warm ready'; exec sleep 30"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        runner = warm.Warm(process, Path("/nonexistent"), Path("/nonexistent"), None, {}, ("", 0), ExitStack())
+        assert runner.ready(3)
+    finally:
+        process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            assert pipe is not None
+            pipe.close()
+
+
+def test_a_warm_runner_discarded_lets_go_of_its_uid_even_when_its_end_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    from contextlib import ExitStack
+
+    from supertest.execution import runner, warm
+
+    def fails(process: subprocess.Popen, home: str) -> None:
+        process.kill()
+        process.wait()
+        raise OSError("could not kill its strays")
+
+    monkeypatch.setattr(runner, "end", fails)
+    held = ExitStack()
+    let_go: list[bool] = []
+    held.callback(lambda: let_go.append(True))
+    process = subprocess.Popen(["sleep", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    (tmp_path / "run").mkdir()
+    taken = warm.Warm(process, tmp_path / "run", tmp_path / "tmp", None, {"HOME": str(tmp_path / "run")},
+                      ("", 0), held)
+    with pytest.raises(OSError):
+        taken.discard()
+    assert let_go == [True] and not (tmp_path / "run").exists()
+    assert process.stdout is not None
+    process.stdout.close()

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,22 @@ def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> N
     assert (started(worker, first["id"]), started(worker, second["id"])) == ("warm", "warm")
 
 
+def test_an_idle_runners_folder_is_not_its_users_until_its_run_comes(one_slot) -> None:
+    """The worker (root) writes a run's files into an idle runner's folder: no process of the runner's
+    uid may put a link there first, so the folder is the worker's until the run's files are in."""
+    runs_dir = one_slot["runs_dir"]
+    wait_until(lambda: idle_runners(runs_dir), 60, "a warm runner waits")
+    for pid in idle_runners(runs_dir):
+        home = next(var for var in processes.environ_of(pid) if var.startswith(b"HOME=")).split(b"=", 1)[1]
+        owner = os.lstat(home).st_uid
+        runner_uid = os.stat(f"/proc/{pid}").st_uid
+        assert runner_uid != os.getuid() and owner == os.getuid(), (owner, runner_uid)
+        with pytest.raises(subprocess.CalledProcessError):  # as the runner's uid: refused
+            subprocess.run(["setpriv", f"--reuid={runner_uid}", f"--regid={runner_uid}", "--clear-groups",
+                            "ln", "-s", "/etc/passwd", os.path.join(home, b"playwright.config.js")],
+                           check=True, capture_output=True)
+
+
 def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) -> None:
     client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
     wait_until(lambda: idle_runners(runs_dir), 60, "a warm runner waits")
@@ -127,7 +144,11 @@ def test_a_warm_runner_killed_while_idle_is_replaced_and_no_run_fails(one_slot) 
     wait_until(lambda: idle_runners(runs_dir), 60, "a fresh warm runner waits")
     killed = idle_runners(runs_dir)
     kill(warm_processes(runs_dir))
-    wait_until(lambda: idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
+    # Seen by the worker's own thread (its log line names no run), not only in /proc: a runner killed
+    # as it starts may leave a moment a fork of it that looks like a new idle runner.
+    wait_until(lambda: any("died or went stale while idle" in line and " run=" not in line
+                           for line in worker.log().splitlines())
+               and idle_runners(runs_dir) and not set(killed) & set(idle_runners(runs_dir)), 60,
                "the killed runner was replaced")
     later = wait_for_run(client, start_run(client, passing_script("on the replacement"))["runId"])
     assert later["status"] == "passed", later

@@ -248,8 +248,10 @@ def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = 
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Give a run's directory to its user, links and all, following none."""
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for folder, dirs, files in os.walk(root):
+    """Give a run's directory to its user, links and all, following none. Bottom up, `root` last:
+    a folder becomes the user's only once all below it is done, so that a process of that user
+    (a warm runner's, warm.py, is running) can never swap a folder still to be walked for a link."""
+    for folder, dirs, files in os.walk(root, topdown=False):
         for name in dirs + files:
             os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+    os.chown(root, uid, gid, follow_symlinks=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
 import subprocess
@@ -94,7 +95,10 @@ class Warm:
         assert stdout is not None
         deadline = time.monotonic() + timeout
         while not self._ready and select([stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            line = stdout.readline(runner.MAX_READ_BYTES)  # a warning node printed first is passed over
+            # From the pipe itself, not the buffer over it: a buffered readline would take a line
+            # printed first (a warning) *and* READY, leaving READY where select() never sees it.
+            # Nothing else is read before READY, and warm.js prints nothing after it until go().
+            line = stdout.raw.readline(runner.MAX_READ_BYTES)  # type: ignore[attr-defined]
             if not line:  # it ended
                 break
             self._ready = line == READY
@@ -116,17 +120,19 @@ class Warm:
     def discard(self) -> None:
         """Kill it and everything it started, let go of its uid, remove its directories."""
         try:
-            if self.process.stdin and not self.process.stdin.closed:
-                self.process.stdin.close()
-        except OSError:
-            pass
-        if self.process.returncode is None:  # else its end was seen to already (runner.watch)
-            runner.end(self.process, self.env["HOME"])
-        if self.process.stdout:
-            self.process.stdout.close()
-        self.held.close()  # users.py kills what the uid still runs, then frees it
-        for folder in (self.run_dir, self.tmp_dir):
-            nofollow.remove_tree(folder)
+            try:
+                if self.process.stdin and not self.process.stdin.closed:
+                    self.process.stdin.close()
+            except OSError:
+                pass
+            if self.process.returncode is None:  # else its end was seen to already (runner.watch)
+                runner.end(self.process, self.env["HOME"])
+            if self.process.stdout:
+                self.process.stdout.close()
+        finally:  # whatever failed above, the uid is not kept for good
+            self.held.close()  # users.py kills what the uid still runs, then frees it
+            for folder in (self.run_dir, self.tmp_dir):
+                nofollow.remove_tree(folder)
 
 
 def start(recipe: Recipe) -> Warm:
@@ -141,6 +147,9 @@ def start(recipe: Recipe) -> Warm:
             shutil.copyfile(script, tmp_dir / script.name)
         launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
                                      run_dir, tmp_dir, recipe.readable, ids)
+        if ids:  # ours while idle (the runner writes nothing there): the worker writes the run's files
+            # into a folder no other process can put a link in; execution.launch gives it to the run
+            os.chown(run_dir, os.getuid(), os.getgid(), follow_symlinks=False)
         env = runner.child_env(run_dir, tmp_dir, recipe.browsers_path)
         process = runner.start(launched.argv, run_dir, env, launched.preexec, stdin=subprocess.PIPE)
     except BaseException:
