@@ -1,4 +1,5 @@
-"""Report files read from S3 for the proxy: whole, in part, missing, and a client that leaves early."""
+"""Report files read from S3 (and disk) for the proxy: whole, in part, missing, a client that leaves
+early, and a body never read (a HEAD request)."""
 from __future__ import annotations
 
 import os
@@ -6,12 +7,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from supertest.stack import free_port
-from supertest.storage import CHUNK, RangeNotSatisfiable, S3Reports, StorageError, read_ahead
+from supertest.storage import CHUNK, LocalReports, RangeNotSatisfiable, S3Reports, StorageError, read_ahead
 from tests.s3server import S3Server
 
 SIZE = 3 * CHUNK + 12345  # some whole chunks and a piece
@@ -87,3 +89,42 @@ def test_read_ahead_hands_on_a_failure_and_always_closes_its_source() -> None:
     with pytest.raises(OSError, match="dropped"):
         next(body)
     assert closed.wait(5)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_several_ranges_get_the_whole_file(stored: tuple[S3Reports, str, bytes]) -> None:
+    """As the local disk serves them: S3's multipart answer would have no single Content-Range."""
+    bucket, key, data = stored
+    whole = bucket.open(key, "bytes=0-1,5-6")
+    assert whole is not None and not whole.partial and b"".join(whole.body) == data
+
+
+def test_a_body_never_read_frees_its_connection_when_closed(stored: tuple[S3Reports, str, bytes]) -> None:
+    """A HEAD request never starts the body: the server's close() must still free the S3 connection."""
+    bucket, key, _ = stored
+    before = open_fds()
+    files = [bucket.open(key, None) for _ in range(5)]  # held: nothing is left to the garbage collector
+    assert all(files) and open_fds() >= before + 4
+    for file in files:
+        assert file is not None
+        file.body.close()
+    assert open_fds() <= before
+
+
+def test_a_file_on_disk_never_read_is_closed_when_its_body_is(tmp_path: Path) -> None:
+    (tmp_path / "run" / "report").mkdir(parents=True)
+    (tmp_path / "run" / "report" / "index.html").write_text("<p>report</p>")
+    reports = LocalReports(tmp_path)
+    before = open_fds()
+    files = [reports.open("run/report/index.html", None) for _ in range(5)]
+    assert all(files) and open_fds() == before + 5
+    for file in files:
+        assert file is not None
+        file.body.close()
+        file.body.close()  # twice: the second closes nothing (the number may be another file's by then)
+    assert open_fds() == before
+    read = reports.open("run/report/index.html", None)
+    assert read is not None and b"".join(read.body) == b"<p>report</p>" and open_fds() == before
