@@ -218,10 +218,6 @@ class WarmRunners:
             self._changed.notify_all()
         self._discard(idle)
 
-    def idle(self) -> int:
-        with self._changed:
-            return len(self._idle)
-
     def _surplus(self) -> list[Warm]:
         with self._changed:
             extra = max(0, len(self._idle) + self._serving - self.size)

@@ -6,18 +6,17 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from supertest.errors import Problem
 from supertest.models import Test
 from supertest.services import history, tests
-from supertest.services.validation import ValidationError, test_fields
+from supertest.services.validation import MAX_TITLE_CHARS, ValidationError, test_fields
 from supertest.views.responses import found, go, page_or_fragment, runs_page
 
 bp = Blueprint("test_pages", __name__, url_prefix="/tests")
 PAGE_SIZE = 50  # tests on a page of the list, each with its strip of 30 squares
-MAX_SEARCH = 200  # a title's longest
 
 
 @bp.get("")
 def index():
     """Saved tests a page at a time by title (`q`: those whose title contains it), with how their recent runs went."""
-    search = request.args.get("q", "").strip()[:MAX_SEARCH]
+    search = request.args.get("q", "").strip()[:MAX_TITLE_CHARS]  # no title is longer
     if "\x00" in search:  # it goes into the query: a NUL is a 500 on PostgreSQL
         raise Problem("A search cannot hold a NUL character.")
     try:
