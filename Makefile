@@ -1,4 +1,5 @@
 # `make run` and `make test` install what they need first; a second call skips what is done.
+SHELL  := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN    := $(VENV)/bin
 # Tests that need no service and no browser: `make check` runs them with the linters, in seconds.
 UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py tests/test_users.py tests/test_slots.py tests/test_operations_units.py
 
-.PHONY: install run test test-postgres test-sqlite lint check bench clean
+.PHONY: install run test test-postgres test-sqlite suite-postgresql suite-sqlite lint check bench clean
 
 install: $(VENV)/.installed node_modules/.installed .playwright-browsers/.installed
 
@@ -34,7 +35,14 @@ run: install
 	$(PYTHON) -m supertest.stack
 
 # The whole suite, on PostgreSQL (production) and on SQLite (the `make run` default), after the linters.
-test: lint test-postgres test-sqlite
+# The two run side by side (each session has its own database, queues, buckets, folders and ports):
+# much of a run is waiting on timers and browsers, so together they take little more than one.
+# Each line is marked with its database; `make test-postgres` or `make test-sqlite` runs one alone.
+test: lint install
+	$(MAKE) --no-print-directory -j2 suite-postgresql suite-sqlite
+
+suite-%:
+	set -o pipefail; SUPERTEST_TEST_DATABASE=$* $(BIN)/pytest -v --color=no $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[$*] /'
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check supertest tests bench
