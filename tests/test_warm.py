@@ -172,7 +172,9 @@ def test_warm_runners_end_with_their_worker(app: Flask, settings: dict[str, str]
 
 
 def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> None:
-    assert warm.suits({"BASE_URL": "https://example.test", "API_TOKEN": "x", "MY_DEBUG_LEVEL": "2"})
+    assert warm.suits({"BASE_URL": "https://example.test", "API_TOKEN": "x", "MY_DEBUG_LEVEL": "2", "PWD": "/",
+                       "TZ": "Asia/Tokyo"})
     for name in ("NODE_OPTIONS", "node_extra_ca_certs", "DEBUG", "PWDEBUG", "PW_TEST_REPORTER",
-                 "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE"):
+                 "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE", "OPENSSL_CONF",
+                 "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR"):
         assert not warm.suits({"BASE_URL": "x", name: "1"}), name

@@ -44,13 +44,17 @@ RETRY_SECONDS = 10  # after a runner failed to start
 
 
 # Variables node or Playwright read as they start, before a warm runner's run arrives: a run that
-# sets one starts cold, so that it has the effect it would have on `playwright test`.
-STARTING_VARIABLES = ("NODE_", "UV_", "DEBUG", "PW", "PLAYWRIGHT")
+# sets one starts cold, so that it has the effect it would have on `playwright test`. OpenSSL's and
+# ICU's (the locale of node's Intl) are read once at start too, as are the colour switches.
+STARTING_VARIABLES = ("NODE_", "UV_", "DEBUG", "PW", "PLAYWRIGHT", "OPENSSL_", "SSL_CERT_", "LANG", "LC_",
+                      "NO_COLOR", "FORCE_COLOR")
+READ_LATER = {"PWD"}  # a shell's variable that only looks like Playwright's (PW…)
 
 
 def suits(variables: dict[str, str]) -> bool:
     """Whether a run with these variables may go on a warm runner (STARTING_VARIABLES)."""
-    return not any(name.upper().startswith(STARTING_VARIABLES) for name in variables)
+    return not any(name.upper().startswith(STARTING_VARIABLES) and name.upper() not in READ_LATER
+                   for name in variables)
 
 
 @dataclass(frozen=True)
