@@ -41,7 +41,7 @@ run: install
 test: lint install
 	$(MAKE) --no-print-directory -j2 suite-postgresql suite-sqlite
 
-suite-%:
+suite-postgresql suite-sqlite: suite-%:
 	set -o pipefail; SUPERTEST_TEST_DATABASE=$* $(BIN)/pytest -v --color=no $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[$*] /'
 
 lint: $(VENV)/.installed
