@@ -31,8 +31,8 @@ TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 TOKEN_WITH_USER = select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.lookup == bindparam("lookup"))
 # How long this process takes a token it has checked to be good without asking the database again:
 # thousands of streams opened with one token at once cost a lookup a second, not one each (and no
-# database connection at all). So a token revoked, or its user disabled, elsewhere (another web
-# process, the CLI) may still be taken for this long; in the process that did it, not at all.
+# database connection at all). So a token revoked, or its user disabled, by another web process
+# may still be taken for this long; in the process that did it, not at all.
 TOKEN_SECONDS = 1.0
 _checked: dict[bytes, tuple[float, str]] = {}  # SHA-256 of a whole token → (monotonic deadline, its user's id)
 _checked_lock = threading.Lock()
