@@ -13,6 +13,7 @@ peak RSS growth.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -51,7 +52,8 @@ def timed_get(url: str, **kwargs: object) -> float:
 
 def main() -> None:
     args = parse_args(__doc__, default_rounds=7)
-    s3 = start_s3_server(Path(tempfile.mkdtemp(prefix="st-bench-s3-")))
+    s3_dir = Path(tempfile.mkdtemp(prefix="st-bench-s3-"))
+    s3 = start_s3_server(s3_dir)
     try:
         variant = {"S3_ENDPOINT": s3.endpoint, "AWS_REGION": s3.region, "AWS_ACCESS_KEY_ID": s3.access_key,
                    "AWS_SECRET_ACCESS_KEY": s3.secret_key, "S3_TEST_BUCKET_NAME": BUCKET}
@@ -101,6 +103,7 @@ def main() -> None:
             sampler.join()
     finally:
         s3.stop()
+        shutil.rmtree(s3_dir, ignore_errors=True)  # its 30 MB object and SeaweedFS's files
     a, b = SIZE / statistics.median(direct) / 1e6, SIZE / statistics.median(proxied) / 1e6
     print(f"median direct: {a:.0f} MB/s, proxy: {b:.0f} MB/s")
     print(f"until the response's head, median: direct {statistics.median(FIRST_BYTES[direct_url]) * 1000:.1f} ms, "

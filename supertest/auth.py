@@ -5,6 +5,7 @@ view runs, so a new view cannot forget it.
 """
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Callable
 from functools import wraps
@@ -12,9 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, redirect, request, url_for
-from flask_login import LoginManager, current_user
+from flask_login import AnonymousUserMixin, LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from markupsafe import Markup, escape
+from werkzeug.local import LocalProxy
 
 from supertest.errors import Problem
 from supertest.services import accounts, report_links
@@ -62,12 +64,13 @@ def authenticate() -> Any:
         return None
     if header is not None:
         scheme, _, token = header.partition(" ")
-        user = accounts.user_for_token(token) if scheme.lower() == "bearer" else None
-        if user is None:
+        user_id = accounts.user_id_for_token(token) if scheme.lower() == "bearer" else None
+        if user_id is None:
             return _refuse("invalid_token", "The API token is not valid: made up, revoked, or its user is disabled.")
         # Flask-Login's user for this request only: a token never starts a session. Browsers do not
         # add this header on their own, so a token request cannot be forged by another site: no CSRF.
-        g._login_user = user
+        # Read from the database only if the request looks at it (a stream or a report file does not).
+        g._login_user = LocalProxy(functools.cache(lambda: accounts.get_user(user_id) or AnonymousUserMixin()))
         g.by_token = True
         return None
     if not current_user.is_authenticated:

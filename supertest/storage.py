@@ -5,13 +5,13 @@ whose upload fails stays on local disk and is served from there.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import mimetypes
 import os
 import posixpath
-import queue
 import shutil
-import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 S3, LOCAL = "s3", "local"
 CHUNK = 1024 * 1024  # per read from S3 or disk and per write to the client: fewer, larger writes
-# Pieces of an S3 object read ahead of the client: reading S3 and writing to the client overlap
-# (one after the other, each waits on the other's peer), with at most this many CHUNKs held a file.
-READ_AHEAD = 4
+# A presigned GET of a report file is good this long; it is signed again after half of it, so that
+# the Range requests of a video or a trace (many, for one file) reuse one signature.
+PRESIGNED_SECONDS = 120
 mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/javascript", ".mjs")
 mimetypes.add_type("video/webm", ".webm")
@@ -161,49 +161,6 @@ def _read(file: BinaryIO, start: int, length: int) -> Generator[bytes, None, Non
         file.close()
 
 
-class _Done:
-    """What the reading thread puts last: nothing more to come, or why not."""
-
-    def __init__(self, error: BaseException | None = None) -> None:
-        self.error = error
-
-
-def read_ahead(chunks: Iterator[bytes], close: Callable[[], None], depth: int = READ_AHEAD
-               ) -> Generator[bytes, None, None]:
-    """`chunks`, read by a thread of their own up to `depth` ahead of the caller, so that while the
-    caller writes one chunk to its client the next ones are already on their way (under gevent the
-    thread is a greenlet). `close` (the source's) is called once the thread is done, also when the
-    caller stops early (a client that went away)."""
-    ahead: queue.Queue[bytes | _Done] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for chunk in chunks:
-                ahead.put(chunk)
-                if stop.is_set():
-                    return
-            ahead.put(_Done())
-        except BaseException as error:  # handed to the caller, who raises it  # noqa: BLE001
-            ahead.put(_Done(error))
-        finally:
-            close()
-
-    threading.Thread(target=read, name="report-read-ahead", daemon=True).start()
-    try:
-        while not isinstance(item := ahead.get(), _Done):
-            yield item
-        if item.error is not None:
-            raise item.error
-    finally:
-        stop.set()
-        try:  # room for the put the thread may be blocked in; it then sees `stop`
-            while True:
-                ahead.get_nowait()
-        except queue.Empty:
-            pass
-
-
 def regular_files(folder: Path) -> Iterator[str]:
     """The paths (relative, with slashes) of the files in `folder`, links and oddities left out
     (they are refused again when opened: nofollow.open_beneath)."""
@@ -295,15 +252,15 @@ class S3Reports:
         """Stream an object, honouring a Range header; None when there is no such object.
 
         Its body goes on as it arrives (read1: up to CHUNK of what is there, not a full CHUNK
-        waited for), read ahead of the client (read_ahead): with both, a 30 MB file comes through
-        the proxy at about 0.7 of a direct GET's speed instead of 0.5 (bench/proxy.py)."""
+        waited for). Reading S3 and writing to the client overlap in the kernel's socket buffers:
+        a thread reading ahead of the client cost more (a queue, a switch each piece) than it
+        gained (bench/proxy.py)."""
         wanted = parse_range_header(range_header) if range_header else None
         # One range, as the local disk serves: several (a multipart answer) or a malformed one get
         # the whole file, as HTTP allows.
         range_header = range_header if wanted and len(wanted.ranges) == 1 else None
         try:
-            url = self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=60)
+            url = self._presigned(key, int(time.time() // (PRESIGNED_SECONDS // 2)))
             response = self._http.request("GET", url, headers={"Range": range_header} if range_header else None,
                                           preload_content=False, decode_content=False)
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError) as error:
@@ -326,13 +283,16 @@ class S3Reports:
             response.close()
             raise StorageError(f"S3 answered GET {self.bucket}/{key} without a usable length or range") from error
 
-        def chunks() -> Iterator[bytes]:
+        def chunks() -> Generator[bytes, None, None]:
             got = 0
-            while got < length and (chunk := response.read1(min(CHUNK, length - got))):
-                got += len(chunk)
-                yield chunk
-            if got != length:  # as botocore would: a short body is an error, not a smaller file
-                raise StorageError(f"S3 sent {got} of {length} bytes of {self.bucket}/{key}")
+            try:
+                while got < length and (chunk := response.read1(min(CHUNK, length - got))):
+                    got += len(chunk)
+                    yield chunk
+                if got != length:  # as botocore would: a short body is an error, not a smaller file
+                    raise StorageError(f"S3 sent {got} of {length} bytes of {self.bucket}/{key}")
+            finally:
+                close()
 
         def close() -> None:
             if response.length_remaining == 0:
@@ -340,7 +300,13 @@ class S3Reports:
             else:
                 response.close()
 
-        return ReportFile(Body(read_ahead(chunks(), close), close), length, total, content_type(key), start)
+        return ReportFile(Body(chunks(), close), length, total, content_type(key), start)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (the app's two buckets live as long as it does)
+    def _presigned(self, key: str, period: int) -> str:
+        """A presigned GET of `key`, the same within one `period` (half of PRESIGNED_SECONDS)."""
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=PRESIGNED_SECONDS)
 
     def check(self) -> None:
         try:

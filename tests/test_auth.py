@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -13,12 +14,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from supertest import config
 from supertest.auth import PUBLIC, REPORT_ORIGIN_ONLY
 from supertest.extensions import db
-from supertest.models import ApiToken, User
+from supertest.models import ApiToken, User, utcnow
 from supertest.services import accounts
 from supertest.stack import process_env
 from tests.conftest import make_app
@@ -129,6 +130,19 @@ def test_tokens_made_in_the_ui_work_until_revoked_and_show_when_used(app: Flask)
         token_id = row.id
     assert client.post(f"/tokens/{token_id}/revoke", data={"csrf_token": csrf}).status_code == 303
     response = api.get("/api/runs", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_a_token_revoked_by_another_process_stops_once_its_check_is_stale(app: Flask) -> None:
+    token = new_token(app, new_user(app))
+    api = app.test_client(authorized=False)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/api/runs", headers=headers).status_code == 200  # checked, and remembered a while
+    with app.app_context():  # as another web process would: this one is not told
+        db.session.execute(update(ApiToken).where(ApiToken.lookup == token.split("_")[1]).values(revoked_at=utcnow()))
+        db.session.commit()
+    time.sleep(accounts.TOKEN_SECONDS + 0.1)
+    response = api.get("/api/runs", headers=headers)
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_token"
 
 

@@ -63,6 +63,8 @@ def test_streams_past_max_streams_are_refused_while_other_requests_answer(app: F
         assert refused.get_json()["error"]["code"] == "too_many_streams"
         page_stream = client.get(f"/runs/{run_id}/live")  # the run page's stream counts alike
         assert page_stream.status_code == 503 and page_stream.headers["Retry-After"].isdigit()
+        # Refused before anything else is looked at, the token included: a 503, not a 401.
+        assert app.test_client(authorized=False).get(f"/api/runs/{run_id}/events").status_code == 503
         assert client.get("/api/health").status_code == 200
         assert client.get(f"/api/runs/{run_id}").status_code == 200
     finally:

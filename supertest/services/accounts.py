@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import bindparam, func, select
@@ -27,6 +29,14 @@ TOKEN = re.compile(r"st_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 # Asked by every API request (thousands of SSE streams opening at once): built once, and the user
 # comes in the same query.
 TOKEN_WITH_USER = select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.lookup == bindparam("lookup"))
+# How long this process takes a token it has checked to be good without asking the database again:
+# thousands of streams opened with one token at once cost a lookup a second, not one each (and no
+# database connection at all). So a token revoked, or its user disabled, by another web process
+# may still be taken for this long; in the process that did it, not at all.
+TOKEN_SECONDS = 1.0
+_checked: dict[bytes, tuple[float, str]] = {}  # SHA-256 of a whole token → (monotonic deadline, its user's id)
+_checked_lock = threading.Lock()
+_forgotten = 0  # how many times _checked was cleared: a check under way across a clear is not kept
 
 
 @functools.cache
@@ -87,6 +97,7 @@ def check_password(email: str, password: str) -> User | None:
 def set_active(user: User, active: bool) -> None:
     user.active = active
     db.session.commit()
+    forget_checked_tokens()
 
 
 def create_token(user: User, name: str) -> tuple[ApiToken, str]:
@@ -119,6 +130,36 @@ def user_for_token(presented: str) -> User | None:
     return token.user
 
 
+def user_id_for_token(presented: str) -> str | None:
+    """The id of user_for_token's user, from what this process checked less than TOKEN_SECONDS ago
+    when it can (without a last use recorded: that is to the minute)."""
+    key = hashlib.sha256(presented.encode()).digest()
+    now = time.monotonic()
+    known = _checked.get(key)
+    if known is not None and known[0] > now:
+        return known[1]
+    forgotten = _forgotten
+    user = user_for_token(presented)
+    if user is None:
+        return None
+    with _checked_lock:
+        if forgotten != _forgotten:
+            return user.id
+        if len(_checked) >= 1000:  # only good tokens get in, but keep it small all the same
+            for stale in [other for other, (deadline, _) in _checked.items() if deadline <= now]:
+                del _checked[stale]
+        _checked[key] = (now + TOKEN_SECONDS, user.id)
+    return user.id
+
+
+def forget_checked_tokens() -> None:
+    """Check every token against the database again: one was revoked, or a user disabled."""
+    global _forgotten
+    with _checked_lock:
+        _checked.clear()
+        _forgotten += 1
+
+
 def revoke_token(user: User, token_id: str) -> ApiToken | None:
     """Revoke one of `user`'s tokens (an admin may revoke anyone's); None when there is no such token."""
     token = db.session.get(ApiToken, token_id)
@@ -127,6 +168,7 @@ def revoke_token(user: User, token_id: str) -> ApiToken | None:
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         db.session.commit()
+        forget_checked_tokens()
     return token
 
 

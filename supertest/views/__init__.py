@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
     for module in (api, api_tests, api_jobs, api_variables, events, reports, pages, test_pages, job_pages,
                    variable_pages, account_pages, api_channels, alert_pages, operations, vendor, ci):
         app.register_blueprint(module.bp)
+    events.init_app(app)
 
 
 def _name_the_run(_app: Flask, **_extra: object) -> None:
