@@ -25,6 +25,8 @@ let spare = fork(path.join(__dirname, 'warm-worker.js'), [lib], { stdio: STDIO }
 spare.unref();
 spare.channel.unref();
 childProcess.fork = function (modulePath, args, options) {
+  // fork(modulePath[, args][, options]): Playwright passes no args.
+  if (!Array.isArray(args)) options = args;
   const taken = spare;
   spare = null;
   const same = options && JSON.stringify(options.stdio) === JSON.stringify(STDIO) && !options.detached;
