@@ -1,6 +1,7 @@
 // Supertest's warm runner (warm.py): started in a run's sandbox before the run exists, it loads
 // Playwright's test runner (the half second of a cold `playwright test` spent in require), forks a
-// spare of Playwright's first test worker process (warm-worker.js), and waits.
+// spare of Playwright's first test worker process (warm-worker.js), installs Playwright's transform,
+// runs babel once, and waits.
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a
@@ -39,6 +40,18 @@ childProcess.fork = function (modulePath, args, options) {
   if (taken) taken.kill('SIGKILL');
   return fork.apply(this, arguments);
 };
+
+// What every run's start does first, done ahead while the spare loads: Playwright's transform
+// installed (for ES modules a loader thread of its own, the longest part) and babel run once on a
+// spec and a config of our own, in memory (its first transform loads its plugins and costs many
+// times a later one). Nothing of the run's is read, and nothing is written to the transform cache.
+require(path.join(lib, 'common')).transform.installTransformIfNeeded();
+const { babelTransform } = require(path.join(lib, 'transform', 'babelBundle.js'));
+const WARM_UP = "import { test, expect } from '@playwright/test';\n\n" +
+  "test('warm-up', async ({ page }) => {\n  await expect(page).toHaveTitle(/x/);\n});\n";
+for (const name of ['warm-up.spec.ts', 'warm-up.config.js'])
+  babelTransform(WARM_UP, path.join(process.cwd(), name), false, [], true);
+
 process.stdout.write('@@supertest-warm ready\n');
 
 let input = '';
