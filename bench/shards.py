@@ -22,6 +22,7 @@ Targets: (c)'s balance at most 1.1, and (c) at least 3× faster than (a).
 """
 from __future__ import annotations
 
+import argparse
 import random
 import re
 import shutil
@@ -88,10 +89,13 @@ def playwright_shards(settings: dict, specs: list[workspace.TestFile]) -> list[f
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--log", type=Path, help="the stack's log (default: in its temp dir, removed at the end)")
+    args = parser.parse_args()
     total, longest = sum(WAITS), max(WAITS)
     ideal = max(total / SHARDS, longest)
     variant = {"WORKER_PROCESSES": str(SHARDS), "WORKER_THREADS": "1", "MAX_CONCURRENT_TESTS": "1"}
-    with stacks_in_scratch(None, variant) as bench:
+    with stacks_in_scratch(args.log, variant) as bench:
         [stack] = bench.stacks
         session = requests.Session()
         session.auth = bench.auth
@@ -137,7 +141,7 @@ def main() -> None:
         print(f"shard balance: {shard_times[slowest] / ideal:.2f} (slowest shard's wall time, claim to end, "
               f"{shard_times[slowest]:.1f} s ÷ ideal {ideal:.1f} s; target at most 1.1); on its tests' own "
               f"durations only: {max(tests_time) / ideal:.2f} ({max(tests_time):.1f} s)")
-        for line in stage_lines(bench.scratch / "stack.log", run["id"]):
+        for line in stage_lines(args.log or bench.scratch / "stack.log", run["id"]):
             print(f"  {line}")
         print(f"speed-up over 1 shard: {one.total / balanced.total:.2f}x (target at least 3)")
 

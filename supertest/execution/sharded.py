@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ class Stopwatch:
         if playwright and self.begin is not None and self.tests:
             _, launched, seconds = playwright
             (first, first_own), (last, _) = self.tests[0], self.tests[-1]
-            around = [(at - before) - own for (before, _), (at, own) in zip(self.tests, self.tests[1:])]
+            around = [(at - before) - own for (before, _), (at, own) in pairwise(self.tests)]
             said += (f" (of which its start {self.begin - launched:.2f} s, its first test's set-up "
                      f"{first - self.begin - first_own:.2f} s, around its other {len(around)} tests "
                      f"{sum(around):.2f} s, its end {launched + seconds - last:.2f} s)")
