@@ -43,14 +43,16 @@ childProcess.fork = function (modulePath, args, options) {
 
 // What every run's start does first, done ahead while the spare loads: Playwright's transform
 // installed (for ES modules a loader thread of its own, the longest part) and babel run once on a
-// spec and a config of our own, in memory (its first transform loads its plugins and costs many
-// times a later one). Nothing of the run's is read, and nothing is written to the transform cache.
+// spec, a config and our reporter (the run's copy of it is transformed too), in memory: babel's
+// first transforms load its plugins and cost many times a later one. Nothing of the run's is read,
+// and nothing is written to the transform cache.
 require(path.join(lib, 'common')).transform.installTransformIfNeeded();
 const { babelTransform } = require(path.join(lib, 'transform', 'babelBundle.js'));
-const WARM_UP = "import { test, expect } from '@playwright/test';\n\n" +
+const SPEC = "import { test, expect } from '@playwright/test';\n\n" +
   "test('warm-up', async ({ page }) => {\n  await expect(page).toHaveTitle(/x/);\n});\n";
-for (const name of ['warm-up.spec.ts', 'warm-up.config.js'])
-  babelTransform(WARM_UP, path.join(process.cwd(), name), false, [], true);
+const REPORTER = require('fs').readFileSync(path.join(__dirname, 'reporter.js'), 'utf8');
+for (const [name, code] of [['warm-up.spec.ts', SPEC], ['warm-up.config.js', SPEC], ['warm-up-reporter.js', REPORTER]])
+  babelTransform(code, path.join(process.cwd(), name), false, [], true);
 
 process.stdout.write('@@supertest-warm ready\n');
 

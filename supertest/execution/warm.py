@@ -36,6 +36,7 @@ from supertest.execution.sandbox import Sandbox
 log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
 WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
+REPORTER_JS = Path(__file__).with_name("reporter.js")  # our reporter, which warm.js runs babel on once ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
 # (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
@@ -143,7 +144,7 @@ def start(recipe: Recipe) -> Warm:
     try:
         ids = held.enter_context(recipe.box.users.hold()) if recipe.box.users else None
         run_dir.mkdir(parents=True)
-        for script in (WARM_JS, WARM_WORKER_JS):
+        for script in (WARM_JS, WARM_WORKER_JS, REPORTER_JS):
             shutil.copyfile(script, tmp_dir / script.name)
         launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
                                      run_dir, tmp_dir, recipe.readable, ids)
