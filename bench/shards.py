@@ -17,8 +17,11 @@ is its process's. For (c) a shard's time is its wall time from its claim by a wo
 (durationMs: writing its folder, the sandbox, Playwright's start, its tests, collecting, redacting
 and storing its blob report); the balance is given both ways: on that wall time (what the user
 waits for, the honest figure) and on the sum of its tests' own durations (what the plan decides).
-Then where each shard's time went beyond its tests (from the workers' log lines), and the merge.
-Targets: (c)'s balance at most 1.1, and (c) at least 3× faster than (a).
+Then where each shard's time went beyond its tests (from the workers' log lines: taking its warm
+runner; Playwright's start, its first test's set-up, the time around its other tests outside their
+own durations, its end; collecting, storing, recording), and the merge.
+Targets: (c)'s balance at most 1.1, and (c) at least 3× faster than (a). `--log FILE` keeps the
+stack's log.
 """
 from __future__ import annotations
 
