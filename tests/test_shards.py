@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import Browser, expect
 
+from supertest.execution.sharded import Stopwatch
 from supertest.services.shards import Planned, balance
 from tests.conftest import make_app, running_workers, sign_in
 from tests.helpers import (
@@ -47,6 +48,27 @@ from tests.helpers import (
 ])
 def test_balance(tests: list[tuple[str, int | None]], count: int, plan: list[Planned]) -> None:
     assert balance(tests, count) == plan
+
+
+def test_stopwatch_splits_playwright_by_its_events() -> None:
+    now = [100.0]
+    took = Stopwatch(lambda: now[0])
+    now[0] = 100.5
+    took.lap("ready")
+    now[0] = 102.0
+    took.seen("begin", {"total": 3})
+    now[0] = 104.0  # 1.5 s of its own: 0.5 s to set it up
+    took.seen("test", {"durationMs": 1500})
+    now[0] = 107.25  # 3 s of its own
+    took.seen("test", {"durationMs": 3000})
+    now[0] = 108.5  # 1 s of its own
+    took.seen("test", {"durationMs": 1000})
+    now[0] = 108.75
+    took.lap("playwright")
+    now[0] = 109.0
+    took.lap("store")
+    assert str(took) == ("ready 0.50 s, playwright 8.25 s, store 0.25 s (of which its start 1.50 s, its first "
+                         "test's set-up 0.50 s, around its other 2 tests 0.50 s, its end 0.25 s)")
 
 
 def test_the_job_form_sets_shards_and_says_what_is_wrong(client: FlaskClient) -> None:

@@ -76,6 +76,20 @@ test('finds nothing left', async ({ page }) => {
 });
 """
 
+# Where its test runs: in the warm runner's spare test worker process (warm-worker.js, forked
+# ahead), not a fresh fork, with the environment Playwright gives its worker processes.
+IN_THE_SPARE = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+
+test('runs in the spare', async ({ page }) => {
+  await page.setContent('<p>here</p>');
+  await expect(page.locator('p')).toHaveText('here');
+  expect({ spare: fs.readFileSync('/proc/self/cmdline', 'latin1').includes('warm-worker.js'),
+           worker: process.env.TEST_WORKER_INDEX, color: process.env.FORCE_COLOR, run: !!process.env.SUPERTEST_RUN })
+    .toEqual({ spare: true, worker: '0', color: '1', run: true });
+});
+"""
+
 
 def started(worker: ProcfileProcess, run_id: str) -> str:
     """How the worker started the run: "warm" or "cold" (its log line)."""
@@ -115,6 +129,14 @@ def test_a_run_on_a_warm_runner_sees_nothing_of_the_run_before_it(one_slot) -> N
                                             .replace("__MARK__", mark))["runId"])
     assert second["status"] == "passed", second["tests"][0]["error"] if second["tests"] else second
     assert (started(worker, first["id"]), started(worker, second["id"])) == ("warm", "warm")
+
+
+def test_a_warm_runs_test_runs_in_the_worker_process_forked_ahead(one_slot) -> None:
+    client, worker = one_slot["client"], one_slot["worker"]
+    wait_until(lambda: idle_runners(one_slot["runs_dir"]), 60, "a warm runner waits")
+    run = wait_for_run(client, start_run(client, IN_THE_SPARE)["runId"])
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert started(worker, run["id"]) == "warm"
 
 
 def test_an_idle_runners_folder_is_not_its_users_until_its_run_comes(one_slot) -> None:

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def execute_shard(run_id: str, index: int) -> None:
 
 def _execute_shard(run_id: str, index: int) -> None:
     shard = shards.claim(run_id, index, worker=worker_id())
+    took = Stopwatch()  # from the claim, as the shard's durationMs
     if shard is None:
         log.info("run %s: shard %s is not pending; nothing to do", run_id, index)
         return
@@ -91,7 +93,7 @@ def _execute_shard(run_id: str, index: int) -> None:
                 return
             with run_user(sandbox_of(config), warm) as ids, \
                     RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch:
-                _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
+                _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm, took)
         except Shutdown:
             log.warning("run %s: worker shutting down; handing shard %s back to the queue", run_id, index)
             shards.hand_back(run_id, index, "handed back when its worker shut down", attempt)
@@ -103,7 +105,7 @@ def _execute_shard(run_id: str, index: int) -> None:
 
 
 def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: Any,
-               warm: Warm | None) -> None:
+               warm: Warm | None, took: Stopwatch) -> None:
     """The stages of a run for the shard's tests: launch, collect, redact, judge, store, record.
     A shard keeps only its blob report: the run's HTML and JUnit reports are merged from them."""
     given, secrets = variables.for_run()
@@ -113,7 +115,7 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     started = as_utc(run.started_at) if run.started_at else utcnow()
     left = max(1.0, run.timeout_ms / 1000 - (utcnow() - started).total_seconds())
     blob = blob_name(shard.index)
-    took = Stopwatch()
+    took.lap("ready")  # its runner taken (or its folders made), the sandbox checked, its watch started
     part = Part(run_tests, left, blob,
                 _publisher(run.id, shard.index, redis_client(), config["QUEUE_NAMESPACE"], took.seen))
     outcome = launch(run, space, config, given, secrets, stop, part, warm)
@@ -135,6 +137,7 @@ def _run_shard(run: Run, shard: RunShard, space: Workspace, config: Any, stop: A
     finished = patiently(lambda: shards.finish(
         run.id, shard.index, status, shard.attempt, error_message=message, blob_store=blob_store, results=cases,
         test_statuses=test_statuses([run_test.filename for run_test in run_tests], report, status)))
+    took.lap("record")
     log.info("run %s: shard %s, attempt %s ended %s (%s)", run.id, shard.index, shard.attempt,
              status if finished else f"{status}, too late to count", took)
 
@@ -149,42 +152,51 @@ def blob_prefix(run_id: str, index: int) -> str:
 
 
 class Stopwatch:
-    """Where a shard's time went, stage by stage, for its log line (bench/shards.py reads it); of
-    Playwright's, its start (to the reporter's `begin`) and its end (after the last test's event)."""
+    """Where a shard's time went, stage by stage, for its log line (bench/shards.py reads it). Of
+    Playwright's lap, from its live events: its start (to the reporter's `begin`), its first test's
+    set-up (its worker process, loading its spec), the time around its other tests outside their own
+    durations, and its end (after the last test's event)."""
 
-    def __init__(self) -> None:
-        self.started = self.last = time.monotonic()
-        self.laps: list[tuple[str, float]] = []
-        self.events: dict[str, float] = {}
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = self.last = clock()
+        self.laps: list[tuple[str, float, float]] = []  # (name, its start, its seconds)
+        self.begin: float | None = None
+        self.tests: list[tuple[float, float]] = []  # each test event's time, and the test's own seconds
 
-    def seen(self, name: str) -> None:
-        """A live event's time: the first `begin`, the last `test`."""
-        if name == "test" or name not in self.events:
-            self.events[name] = time.monotonic()
+    def seen(self, name: str, data: dict[str, Any]) -> None:
+        """A live event: the first `begin`, every `test` (a finished attempt, with its durationMs)."""
+        if name == "begin" and self.begin is None:
+            self.begin = self.clock()
+        elif name == "test":
+            self.tests.append((self.clock(), (data.get("durationMs") or 0) / 1000))
 
     def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps.append((name, now - self.last))
+        now = self.clock()
+        self.laps.append((name, self.last, now - self.last))
         self.last = now
 
     def __str__(self) -> str:
-        said = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.laps)
-        begin, last = self.events.get("begin"), self.events.get("test")
-        if begin and last and self.laps:
-            end = self.started + self.laps[0][1]
-            said += (f" (of which its start {begin - self.started:.2f} s, its tests {last - begin:.2f} s, "
-                     f"its end {end - last:.2f} s)")
+        said = ", ".join(f"{name} {seconds:.2f} s" for name, _, seconds in self.laps)
+        playwright = next((lap for lap in self.laps if lap[0] == "playwright"), None)
+        if playwright and self.begin is not None and self.tests:
+            _, launched, seconds = playwright
+            (first, first_own), (last, _) = self.tests[0], self.tests[-1]
+            around = [(at - before) - own for (before, _), (at, own) in pairwise(self.tests)]
+            said += (f" (of which its start {self.begin - launched:.2f} s, its first test's set-up "
+                     f"{first - self.begin - first_own:.2f} s, around its other {len(around)} tests "
+                     f"{sum(around):.2f} s, its end {launched + seconds - last:.2f} s)")
         return said
 
 
 def _publisher(run_id: str, index: int, client: redis_lib.Redis, namespace: str,
-               seen: Callable[[str], None]) -> Any:
+               seen: Callable[[str, dict[str, Any]], None]) -> Any:
     """A shard's live progress as the run's: `done` and `total` count the cases of every shard
     (each shard's counts kept in Redis, a retried shard's replacing its earlier attempt's)."""
     totals, dones = f"{namespace}:shards:{run_id}:total", f"{namespace}:shards:{run_id}:done"
 
     def publish(name: str, data: dict[str, Any]) -> None:
-        seen(name)
+        seen(name, data)
         data = {**data, "shard": index}
         try:
             if name in ("begin", "test"):

@@ -1,6 +1,7 @@
 // Supertest's warm runner (warm.py): started in a run's sandbox before the run exists, it loads
 // Playwright's test runner (the half second of a cold `playwright test` spent in require), forks a
-// spare of Playwright's first test worker process (warm-worker.js), and waits.
+// spare of Playwright's first test worker process (warm-worker.js), installs Playwright's transform,
+// runs babel once, and waits.
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a
@@ -25,6 +26,8 @@ let spare = fork(path.join(__dirname, 'warm-worker.js'), [lib], { stdio: STDIO }
 spare.unref();
 spare.channel.unref();
 childProcess.fork = function (modulePath, args, options) {
+  // fork(modulePath[, args][, options]): Playwright passes no args.
+  if (!Array.isArray(args)) options = args;
   const taken = spare;
   spare = null;
   const same = options && JSON.stringify(options.stdio) === JSON.stringify(STDIO) && !options.detached;
@@ -37,6 +40,20 @@ childProcess.fork = function (modulePath, args, options) {
   if (taken) taken.kill('SIGKILL');
   return fork.apply(this, arguments);
 };
+
+// What every run's start does first, done ahead while the spare loads: Playwright's transform
+// installed (for ES modules a loader thread of its own, the longest part) and babel run once on a
+// spec, a config and our reporter (the run's copy of it is transformed too), in memory: babel's
+// first transforms load its plugins and cost many times a later one. Nothing of the run's is read,
+// and nothing is written to the transform cache.
+require(path.join(lib, 'common')).transform.installTransformIfNeeded();
+const { babelTransform } = require(path.join(lib, 'transform', 'babelBundle.js'));
+const SPEC = "import { test, expect } from '@playwright/test';\n\n" +
+  "test('warm-up', async ({ page }) => {\n  await expect(page).toHaveTitle(/x/);\n});\n";
+const REPORTER = require('fs').readFileSync(path.join(__dirname, 'reporter.js'), 'utf8');
+for (const [name, code] of [['warm-up.spec.ts', SPEC], ['warm-up.config.js', SPEC], ['warm-up-reporter.js', REPORTER]])
+  babelTransform(code, path.join(process.cwd(), name), false, [], true);
+
 process.stdout.write('@@supertest-warm ready\n');
 
 let input = '';

@@ -5,7 +5,8 @@ A warm runner is a cold run's sandbox started early: the same command (sandbox.p
 uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its own empty run
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
 Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
-modules loaded, its environment given when it is taken) and waits on stdin. A run that takes it
+modules loaded, its environment given when it is taken), installs Playwright's transform, runs
+babel once on code of our own, and waits on stdin. A run that takes it
 writes its files into that directory, sends the run's own variables, and from then on the runner
 (runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
 and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
@@ -36,6 +37,7 @@ from supertest.execution.sandbox import Sandbox
 log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
 WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
+REPORTER_JS = Path(__file__).with_name("reporter.js")  # our reporter, which warm.js runs babel on once ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
 # (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
@@ -147,7 +149,7 @@ def start(recipe: Recipe) -> Warm:
     try:
         ids = held.enter_context(recipe.box.users.hold()) if recipe.box.users else None
         run_dir.mkdir(parents=True)
-        for script in (WARM_JS, WARM_WORKER_JS):
+        for script in (WARM_JS, WARM_WORKER_JS, REPORTER_JS):
             shutil.copyfile(script, tmp_dir / script.name)
         launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
                                      run_dir, tmp_dir, recipe.readable, ids)
