@@ -4,10 +4,12 @@
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a
-// line ends it. Usage: node warm.js <path of @playwright/test/cli.js>
+// line ends it. Usage: node warm.js <path of @playwright/test/cli.js> [<launch options, JSON>]
+// (the generated config's launchOptions: warm-worker.js launches Chromium with them ahead).
 const path = require('path');
 
 const cli = process.argv[2];
+const launchOptions = process.argv[3];
 const from = { paths: [path.dirname(cli)] };
 const programPath = require.resolve('playwright/lib/program', from);
 const lib = path.dirname(programPath); // playwright's lib/: what its package does not export is found from here
@@ -20,11 +22,12 @@ const childProcess = require('child_process');
 const fork = childProcess.fork;
 const workerEntry = path.join(lib, 'worker', 'workerProcessEntry.js');
 const STDIO = ['ignore', 'pipe', 'pipe', 'ipc'];
-let spare = fork(path.join(__dirname, 'warm-worker.js'), [lib], { stdio: STDIO });
+let spare = fork(path.join(__dirname, 'warm-worker.js'), launchOptions ? [lib, launchOptions] : [lib], { stdio: STDIO });
 // Unused, it must not keep this process alive (a run with no test forks no worker).
 spare.unref();
 spare.channel.unref();
 childProcess.fork = function (modulePath, args, options) {
+  if (!Array.isArray(args)) options = args; // fork(modulePath[, args][, options]): Playwright passes no args
   const taken = spare;
   spare = null;
   const same = options && JSON.stringify(options.stdio) === JSON.stringify(STDIO) && !options.detached;

@@ -63,6 +63,7 @@ class Recipe:
     readable: list[Path]
     runs_dir: Path
     browsers_path: str
+    launch_options: dict | None = None  # workspace.launch_options: Chromium is launched ahead with them
 
     def key(self) -> tuple[str, int]:
         """What a runner started earlier must still match: the Playwright installed now."""
@@ -145,7 +146,10 @@ def start(recipe: Recipe) -> Warm:
         run_dir.mkdir(parents=True)
         for script in (WARM_JS, WARM_WORKER_JS):
             shutil.copyfile(script, tmp_dir / script.name)
-        launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
+        argv = [recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)]
+        if recipe.launch_options is not None:
+            argv.append(json.dumps(recipe.launch_options))
+        launched = recipe.box.launch(argv,
                                      run_dir, tmp_dir, recipe.readable, ids)
         if ids:  # ours while idle (the runner writes nothing there): the worker writes the run's files
             # into a folder no other process can put a link in; execution.launch gives it to the run
