@@ -40,6 +40,7 @@ childProcess.fork = function (modulePath, args, options) {
   if (taken) taken.kill('SIGKILL');
   return fork.apply(this, arguments);
 };
+prime(lib); // while the spare loads
 process.stdout.write('@@supertest-warm ready\n');
 
 let input = '';
@@ -59,3 +60,19 @@ process.stdin.on('data', (chunk) => {
 process.stdin.on('end', () => {
   if (!started) process.exit(0);
 });
+
+// Playwright's source transform, primed: its module hooks installed (on node 20, module.register
+// starts a loader thread: 0.1 to 0.3 s) and babel's first TypeScript and JavaScript transforms done
+// (its plugins set up: another 0.1 to 0.3 s), as a run's first config or spec would. Nothing read
+// from the run (the transform reads only PW* variables, which go cold) and nothing cached for its
+// folder; Playwright's internals, so a change in them only loses the time, never the run.
+function prime(lib) {
+  try {
+    require(path.join(lib, 'common', 'index.js')).transform.installTransformIfNeeded();
+    process.env.BROWSERSLIST_IGNORE_OLD_DATA = 'true'; // as Playwright's transform sets before babel
+    const { babelTransform } = require(path.join(lib, 'transform', 'babelBundle.js'));
+    const source = "import { test } from '@playwright/test';\nconst n: number = 1;\ntest('t', async () => {});\n";
+    babelTransform(source, '/prime.ts', false, [], true, undefined);
+    babelTransform(source.replace(': number', ''), '/prime.js', false, [], true, undefined);
+  } catch (error) {}
+}
