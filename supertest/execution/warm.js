@@ -1,6 +1,7 @@
 // Supertest's warm runner (warm.py): started in a run's sandbox before the run exists, it loads
 // Playwright's test runner (the half second of a cold `playwright test` spent in require), forks a
-// spare of Playwright's first test worker process (warm-worker.js), and waits.
+// spare of Playwright's first test worker process (warm-worker.js, which launches Chromium ahead),
+// primes Playwright's source transform, and waits.
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a

@@ -5,7 +5,9 @@ A warm runner is a cold run's sandbox started early: the same command (sandbox.p
 uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its own empty run
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
 Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
-modules loaded, its environment given when it is taken) and waits on stdin. A run that takes it
+modules loaded, its environment given when it is taken, Chromium launched with the config's
+launch options for its `browser` fixture), primes Playwright's source transform in both, and
+waits on stdin. A run that takes it
 writes its files into that directory, sends the run's own variables, and from then on the runner
 (runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
 and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
