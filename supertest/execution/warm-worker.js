@@ -50,6 +50,8 @@ if (process.argv[3]) {
 process.once('message', ({ env, entry }) => {
   for (const name of Object.keys(process.env)) delete process.env[name];
   Object.assign(process.env, env);
+  // As warm.js marks itself: /proc shows this process's environment as it started, before the run.
+  if (env.SUPERTEST_RUN) process.title = `node warm-worker.js SUPERTEST_RUN=${env.SUPERTEST_RUN}`;
   process.argv = [process.argv[0], entry];
   require(entry);
 });

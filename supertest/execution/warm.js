@@ -55,6 +55,7 @@ process.stdin.on('data', (chunk) => {
   process.stdin.destroy(); // as `playwright test` runs with stdin from /dev/null
   const { env } = JSON.parse(input.slice(0, end));
   Object.assign(process.env, env);
+  markRun('warm.js');
   process.argv = [process.argv[0], cli, 'test', '--config', 'playwright.config.js'];
   program.parse(process.argv);
 });
@@ -76,4 +77,11 @@ function prime(lib) {
     babelTransform(source, '/prime.ts', false, [], true, undefined);
     babelTransform(source.replace(': number', ''), '/prime.js', false, [], true, undefined);
   } catch (error) {}
+}
+
+// The run's mark (SUPERTEST_RUN, execution.RUN_MARK), which names its processes, is in the
+// environment of those started for it; /proc shows a process's environment as it started, so one
+// started ahead of the run (this runner, its spare worker) shows the mark in its title instead.
+function markRun(script) {
+  if (process.env.SUPERTEST_RUN) process.title = `node ${script} SUPERTEST_RUN=${process.env.SUPERTEST_RUN}`;
 }
