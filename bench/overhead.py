@@ -8,8 +8,8 @@
     Each round splits b, by the run's startedAt/finishedAt and the arrival of its test's live event
     (less the test's duration), into queued (POST → the worker's claim), start-up (claim → the test
     starts: node, Playwright's runner, the config, its worker process), test (the test itself, its
-    browser included), report (→ finishedAt: Playwright's reports, collecting, storing, recording)
-    and delivery (→ the terminal event over SSE).
+    browser's launch included unless a warm runner launched it ahead), report (→ finishedAt:
+    Playwright's reports, collecting, storing, recording) and delivery (→ the terminal event over SSE).
 (c) playground: the playground's example script (views/pages.py EXAMPLE) the same way as b: what a
     user waits for from Run to passed. It starts SETTLE seconds after b ended, as a user's next
     click would: the worker's fresh warm runner has loaded by then (back to back is throughput.py's).

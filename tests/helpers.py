@@ -79,13 +79,18 @@ def wait_for_run(client: FlaskClient, run_id: str, timeout: float = 120) -> dict
 
 def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
     """Every live process of the run (or of one attempt of it): those with HOME=<its run dir> or
-    SUPERTEST_RUN=<run id>-<attempt> (a warm runner's HOME was named before its run), and every other
+    SUPERTEST_RUN=<run id>-<attempt> (a warm runner's HOME was named before its run; its processes
+    started ahead show the mark in their titles), those with the HOME of these, and every other
     process in their sessions (Chromium overwrites its environment with its titles)."""
     home = f"/{run_id}-{attempt}".encode() if attempt else f"/{run_id}-".encode()
     mark = f"SUPERTEST_RUN={run_id}-{attempt}".encode() if attempt else f"SUPERTEST_RUN={run_id}-".encode()
     marked = {pid for pid in processes.pids()
               if any((var.startswith(b"HOME=") and home in var) or var.startswith(mark)
-                     for var in processes.environ_of(pid))}
+                     for var in processes.environ_of(pid)) or mark in cmdline(pid)}
+    # A warm runner's processes started ahead of the run (its runner and spare worker: the mark in
+    # their titles; their browser: in no environment) share the HOME of its marked ones.
+    homes = {var for pid in marked for var in processes.environ_of(pid) if var.startswith(b"HOME=")}
+    marked |= {pid for pid in processes.pids() if homes & set(processes.environ_of(pid))}
     sessions = {processes.session_of(pid) for pid in marked} - {None}
     return sorted(pid for pid in processes.pids() if processes.session_of(pid) is not None
                   and (pid in marked or processes.session_of(pid) in sessions))

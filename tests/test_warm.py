@@ -4,12 +4,14 @@ while idle is replaced and no run fails for it; runners die with their worker. E
 real way: HTTP request, queue, worker, `playwright test` in Chromium inside the sandbox."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from tests.helpers import (
     wait_until,
     warm_processes,
 )
+from tests.s3server import S3Server
 
 # Leaves all it can behind: files in HOME, TMPDIR and its browser's profile, a variable, a detached
 # process (its own session: the runner's group kill does not reach it). Fails on purpose, telling
@@ -87,6 +90,44 @@ test('runs in the spare', async ({ page }) => {
   expect({ spare: fs.readFileSync('/proc/self/cmdline', 'latin1').includes('warm-worker.js'),
            worker: process.env.TEST_WORKER_INDEX, color: process.env.FORCE_COLOR, run: !!process.env.SUPERTEST_RUN })
     .toEqual({ spare: true, worker: '0', color: '1', run: true });
+});
+"""
+
+
+# Passes when it runs in the spare test worker process forked ahead (its command line is still
+# warm-worker.js's) and its browser is the one that process launched ahead: Chromium started before
+# this spec was loaded (a browser launched for the run starts after).
+AHEAD = """import { test, expect } from '@playwright/test';
+const fs = require('fs');
+const os = require('os');
+const loaded = os.uptime();
+// When a process started, in seconds since boot (/proc/<pid>/stat field 22, in clock ticks of 1/100 s).
+const startOf = (pid) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]) / 100;
+
+test('runs on what was started ahead', async ({ page }) => {
+  await page.setContent('<h1>ahead</h1>');
+  await expect(page.getByRole('heading')).toHaveText('ahead');
+  const children = fs.readdirSync('/proc').filter((pid) => /^\\d+$/.test(pid)).filter((pid) => {
+    try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(process.pid); }
+    catch (error) { return false; }
+  });
+  const program = (pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\\0')[0];
+  const browsers = children.filter((pid) => program(pid).includes('chrom'));
+  expect({
+    spare: fs.readFileSync('/proc/self/cmdline', 'latin1').includes('warm-worker.js'),
+    browsers: browsers.length,
+    launchedAhead: browsers.every((pid) => startOf(pid) < loaded),
+  }).toEqual({ spare: true, browsers: 1, launchedAhead: true });
+});
+"""
+
+# The time zone its browser has: TZ from the run's variables, else `zone` set by the spec itself.
+TIME_ZONE = """import { test, expect } from '@playwright/test';
+__SET__
+test('has its time zone', async ({ page }) => {
+  expect(await page.evaluate(() => [new Date(Date.UTC(2026, 0, 1)).getTimezoneOffset(),
+                                    Intl.DateTimeFormat().resolvedOptions().timeZone]))
+    .toEqual(__EXPECTED__);
 });
 """
 
@@ -200,3 +241,51 @@ def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> N
                  "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE", "OPENSSL_CONF",
                  "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR"):
         assert not warm.suits({"BASE_URL": "x", name: "1"}), name
+
+
+def browser_launched_ahead(runs_dir: str) -> bool:
+    """An idle warm runner's spare test worker has launched its Chromium."""
+    return bool(idle_runners(runs_dir)) and any(b"chrom" in cmdline(pid).split(b"\0")[0]
+                                                for pid in warm_processes(runs_dir))
+
+
+def test_a_warm_run_gets_the_worker_process_and_the_browser_started_ahead_and_a_full_trace(
+        one_slot, s3: S3Server, settings: dict[str, str]) -> None:
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
+    run = wait_for_run(client, start_run(client, AHEAD)["runId"])
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert started(worker, run["id"]) == "warm"
+    # The trace viewer gets the test's actions, with their DOM snapshots and screencast frames.
+    keys = [obj["Key"] for obj in s3.client().list_objects_v2(
+        Bucket=settings["S3_TEST_BUCKET_NAME"], Prefix=f"{run['id']}/report/data/")["Contents"]]
+    [trace_key] = [key for key in keys if key.endswith(".zip")]
+    trace = client.get(f"/api/test-results/{run['id']}/{trace_key.split('/', 1)[1]}")
+    assert trace.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(trace.data)) as archive:
+        events = [json.loads(line) for name in archive.namelist() if name.endswith(".trace")
+                  for line in archive.read(name).decode().splitlines() if line]
+    methods = {event.get("method") for event in events if event["type"] == "before"}
+    kinds = {event["type"] for event in events}
+    assert {"setContent", "expect"} <= methods and {"frame-snapshot", "screencast-frame"} <= kinds, (methods, kinds)
+
+
+@pytest.mark.parametrize("how", ["variable", "spec"])
+def test_a_run_that_sets_a_time_zone_gets_it_in_its_browser(one_slot, how: str) -> None:
+    """Chromium reads TZ as it starts: a run that sets it, as a variable or in its spec, gets a
+    browser launched with it rather than the one its warm runner launched ahead."""
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    if how == "variable":
+        script = TIME_ZONE.replace("__SET__", "").replace("__EXPECTED__", "[-630, 'Australia/Adelaide']")
+        assert client.post("/api/variables", json={"name": "TZ", "value": "Australia/Adelaide"}).status_code == 201
+    else:
+        script = TIME_ZONE.replace("__SET__", "process.env.TZ = 'America/St_Johns';") \
+            .replace("__EXPECTED__", "[210, 'America/St_Johns']")
+    try:
+        wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
+        run = wait_for_run(client, start_run(client, script)["runId"])
+    finally:
+        if how == "variable":
+            client.delete("/api/variables/TZ")
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert started(worker, run["id"]) == "warm"

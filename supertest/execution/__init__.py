@@ -301,7 +301,8 @@ def warm_up(slots: int) -> None:
         node, readable = node_and_readable(config)
         recipe = warm_runners.Recipe(sandbox_of(config), node,
                                      Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", readable,
-                                     Path(config["RUNS_DIR"]), config["PLAYWRIGHT_BROWSERS_PATH"])
+                                     Path(config["RUNS_DIR"]), config["PLAYWRIGHT_BROWSERS_PATH"],
+                                     workspace.launch_options(workspace.find_chromium(config["CHROMIUM_PATH"])))
         pool = current_app.extensions["warm_runners"] = warm_runners.WarmRunners(recipe)
     pool.resize(slots)
 

@@ -1,21 +1,59 @@
 // A warm runner's spare test worker process (warm.js forks it ahead of the run): the heaviest
-// modules a Playwright worker process needs are loaded, and it waits. When the run's runner forks
-// its first worker, warm.js hands this one over instead, with the environment the fork was given:
-// it takes that environment as its own, then runs Playwright's worker entry, as a fresh fork would.
-// Nothing that reads the environment as it loads is loaded before that.
+// modules a Playwright worker process needs are loaded, Chromium is launched, and it waits. When
+// the run's runner forks its first worker, warm.js hands this one over instead, with the
+// environment the fork was given: it takes that environment as its own, then runs Playwright's
+// worker entry, as a fresh fork would. Nothing that reads the environment as it loads is loaded
+// before that, bar what a run setting STARTING_VARIABLES (warm.py) never uses.
+// Usage: node warm-worker.js <playwright's lib/> [<launch options, JSON>]
 const path = require('path');
+const prime = require('./warm-prime.js');
+const { isDeepStrictEqual } = require('util');
 
 const lib = process.argv[2]; // playwright's lib/
 require(require.resolve('playwright-core/lib/coreBundle', { paths: [lib] }));
-require(path.join(lib, 'transform', 'babelBundle.js'));
-// Playwright's transform registers an ES module loader, which runs on a thread of its own; where
-// node has no in-thread hooks (registerHooks), that thread is started now by a loader that does
-// nothing, so that Playwright's register only adds its own to it. The thread runs no test code.
-const nodeModule = require('node:module');
-if (nodeModule.register && !nodeModule.registerHooks) nodeModule.register('data:text/javascript,export {}');
+prime(lib);
+
+// Variables Chromium reads as it starts (time zone, locale, proxies, fonts, display, libraries...):
+// a run whose environment differs from the one Chromium was launched with in any of them, by its
+// own variables or by what its spec or config set in process.env, gets a browser launched then.
+const BROWSER_VARIABLES = new RegExp('^(TZ|LANG|LANGUAGE|LC_.*|.*_PROXY|CHROM.*|GOOGLE_.*|FONTCONFIG_.*|FC_.*' +
+  '|XDG_.*|DISPLAY|WAYLAND_.*|XAUTHORITY|DBUS_.*|GTK_.*|GDK_.*|SSL.*|NSS_.*|LD_.*|MALLOC_.*|GLIBC_.*' +
+  '|MESA_.*|LIBGL_.*|GALLIUM_.*|VK_.*|__GL.*|EGL_.*|PULSE_.*|ALSA_.*|HOME|TMPDIR|TMP|TEMP|PATH)$', 'i');
+
+// Chromium, launched ahead with the options the run's `browser` fixture will ask for: the generated
+// config's launchOptions (given on the command line) and the first worker's artifacts folders under
+// the run's directory (this process's cwd). Playwright's `browser` fixture launches through
+// chromium.launch(); its first call gets this browser if it asks for exactly these options and the
+// environment is the same in BROWSER_VARIABLES; otherwise it is closed and a browser launched as
+// always. A test that launches no browser leaves it to die with this process.
+if (process.argv[3]) {
+  const chromium = require(require.resolve('playwright-core', { paths: [lib] })).chromium;
+  const artifactsDir = path.join(process.cwd(), 'test-results', '.playwright-artifacts-0');
+  const planned = { handleSIGINT: false, ...JSON.parse(process.argv[3]), tracesDir: path.join(artifactsDir, 'traces'),
+    artifactsDir, headless: true };
+  const launchedWith = { ...process.env };
+  const early = chromium.launch({ ...planned }).catch(() => null);
+  const launch = chromium.launch;
+  chromium.launch = async function (options = {}) {
+    chromium.launch = launch;
+    const browser = await early;
+    const wanted = { ...this._playwright._defaultLaunchOptions, ...options };
+    const names = new Set([...Object.keys(launchedWith), ...Object.keys(process.env)]);
+    const same = [...names].every((name) => !BROWSER_VARIABLES.test(name) || launchedWith[name] === process.env[name]);
+    if (browser && browser.isConnected() && same && isDeepStrictEqual(wanted, planned))
+      return browser;
+    if (browser)
+      await browser.close().catch(() => {});
+    return launch.apply(this, arguments);
+  };
+}
+
 process.once('message', ({ env, entry }) => {
   for (const name of Object.keys(process.env)) delete process.env[name];
   Object.assign(process.env, env);
+  // As warm.js marks itself: /proc shows this process's environment as it started, before the run.
+  if (env.SUPERTEST_RUN) process.title = `node warm-worker.js SUPERTEST_RUN=${env.SUPERTEST_RUN}`;
   process.argv = [process.argv[0], entry];
   require(entry);
 });
+

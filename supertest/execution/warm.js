@@ -1,14 +1,17 @@
 // Supertest's warm runner (warm.py): started in a run's sandbox before the run exists, it loads
 // Playwright's test runner (the half second of a cold `playwright test` spent in require), forks a
-// spare of Playwright's first test worker process (warm-worker.js), installs Playwright's transform,
-// runs babel once, and waits.
+// spare of Playwright's first test worker process (warm-worker.js, which launches Chromium ahead),
+// primes Playwright's source transform, and waits.
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a
-// line ends it. Usage: node warm.js <path of @playwright/test/cli.js>
+// line ends it. Usage: node warm.js <path of @playwright/test/cli.js> [<launch options, JSON>]
+// (the generated config's launchOptions: warm-worker.js launches Chromium with them ahead).
 const path = require('path');
+const prime = require('./warm-prime.js');
 
 const cli = process.argv[2];
+const launchOptions = process.argv[3];
 const from = { paths: [path.dirname(cli)] };
 const programPath = require.resolve('playwright/lib/program', from);
 const lib = path.dirname(programPath); // playwright's lib/: what its package does not export is found from here
@@ -21,13 +24,12 @@ const childProcess = require('child_process');
 const fork = childProcess.fork;
 const workerEntry = path.join(lib, 'worker', 'workerProcessEntry.js');
 const STDIO = ['ignore', 'pipe', 'pipe', 'ipc'];
-let spare = fork(path.join(__dirname, 'warm-worker.js'), [lib], { stdio: STDIO });
+let spare = fork(path.join(__dirname, 'warm-worker.js'), launchOptions ? [lib, launchOptions] : [lib], { stdio: STDIO });
 // Unused, it must not keep this process alive (a run with no test forks no worker).
 spare.unref();
 spare.channel.unref();
 childProcess.fork = function (modulePath, args, options) {
-  // fork(modulePath[, args][, options]): Playwright passes no args.
-  if (!Array.isArray(args)) options = args;
+  if (!Array.isArray(args)) options = args; // fork(modulePath[, args][, options]): Playwright passes no args
   const taken = spare;
   spare = null;
   const same = options && JSON.stringify(options.stdio) === JSON.stringify(STDIO) && !options.detached;
@@ -40,20 +42,7 @@ childProcess.fork = function (modulePath, args, options) {
   if (taken) taken.kill('SIGKILL');
   return fork.apply(this, arguments);
 };
-
-// What every run's start does first, done ahead while the spare loads: Playwright's transform
-// installed (for ES modules a loader thread of its own, the longest part) and babel run once on a
-// spec, a config and our reporter (the run's copy of it is transformed too), in memory: babel's
-// first transforms load its plugins and cost many times a later one. Nothing of the run's is read,
-// and nothing is written to the transform cache.
-require(path.join(lib, 'common')).transform.installTransformIfNeeded();
-const { babelTransform } = require(path.join(lib, 'transform', 'babelBundle.js'));
-const SPEC = "import { test, expect } from '@playwright/test';\n\n" +
-  "test('warm-up', async ({ page }) => {\n  await expect(page).toHaveTitle(/x/);\n});\n";
-const REPORTER = require('fs').readFileSync(path.join(__dirname, 'reporter.js'), 'utf8');
-for (const [name, code] of [['warm-up.spec.ts', SPEC], ['warm-up.config.js', SPEC], ['warm-up-reporter.js', REPORTER]])
-  babelTransform(code, path.join(process.cwd(), name), false, [], true);
-
+prime(lib, path.join(__dirname, 'reporter.js')); // while the spare loads
 process.stdout.write('@@supertest-warm ready\n');
 
 let input = '';
@@ -67,9 +56,17 @@ process.stdin.on('data', (chunk) => {
   process.stdin.destroy(); // as `playwright test` runs with stdin from /dev/null
   const { env } = JSON.parse(input.slice(0, end));
   Object.assign(process.env, env);
+  markRun('warm.js');
   process.argv = [process.argv[0], cli, 'test', '--config', 'playwright.config.js'];
   program.parse(process.argv);
 });
 process.stdin.on('end', () => {
   if (!started) process.exit(0);
 });
+
+// The run's mark (SUPERTEST_RUN, execution.RUN_MARK), which names its processes, is in the
+// environment of those started for it; /proc shows a process's environment as it started, so one
+// started ahead of the run (this runner, its spare worker) shows the mark in its title instead.
+function markRun(script) {
+  if (process.env.SUPERTEST_RUN) process.title = `node ${script} SUPERTEST_RUN=${process.env.SUPERTEST_RUN}`;
+}

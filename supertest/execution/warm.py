@@ -5,8 +5,9 @@ A warm runner is a cold run's sandbox started early: the same command (sandbox.p
 uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its own empty run
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
 Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
-modules loaded, its environment given when it is taken), installs Playwright's transform, runs
-babel once on code of our own, and waits on stdin. A run that takes it
+modules loaded, its environment given when it is taken, Chromium launched with the config's
+launch options for its `browser` fixture), primes Playwright's source transform in both, and
+waits on stdin. A run that takes it
 writes its files into that directory, sends the run's own variables, and from then on the runner
 (runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
 and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
@@ -37,6 +38,7 @@ from supertest.execution.sandbox import Sandbox
 log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
 WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
+PRIME_JS = Path(__file__).with_name("warm-prime.js")  # both prime Playwright's transform with it
 REPORTER_JS = Path(__file__).with_name("reporter.js")  # our reporter, which warm.js runs babel on once ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
@@ -69,6 +71,7 @@ class Recipe:
     readable: list[Path]
     runs_dir: Path
     browsers_path: str
+    launch_options: dict | None = None  # workspace.launch_options: Chromium is launched ahead with them
 
     def key(self) -> tuple[str, int]:
         """What a runner started earlier must still match: the Playwright installed now."""
@@ -149,9 +152,12 @@ def start(recipe: Recipe) -> Warm:
     try:
         ids = held.enter_context(recipe.box.users.hold()) if recipe.box.users else None
         run_dir.mkdir(parents=True)
-        for script in (WARM_JS, WARM_WORKER_JS, REPORTER_JS):
+        for script in (WARM_JS, WARM_WORKER_JS, PRIME_JS, REPORTER_JS):
             shutil.copyfile(script, tmp_dir / script.name)
-        launched = recipe.box.launch([recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)],
+        argv = [recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)]
+        if recipe.launch_options is not None:
+            argv.append(json.dumps(recipe.launch_options))
+        launched = recipe.box.launch(argv,
                                      run_dir, tmp_dir, recipe.readable, ids)
         if ids:  # ours while idle (the runner writes nothing there): the worker writes the run's files
             # into a folder no other process can put a link in; execution.launch gives it to the run

@@ -90,11 +90,16 @@ def find_chromium(configured: str) -> str | None:
     return None
 
 
-def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
-    """The settings of the generated playwright.config.js, as plain JSON."""
+def launch_options(chromium: str | None) -> dict:
+    """The generated config's `use.launchOptions` (a warm runner launches Chromium with them ahead)."""
     launch: dict = {"args": CHROMIUM_ARGS}
     if chromium:
         launch["executablePath"] = chromium
+    return launch
+
+
+def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
+    """The settings of the generated playwright.config.js, as plain JSON."""
     return {
         "testDir": "tests",
         "outputDir": "test-results",
@@ -108,7 +113,7 @@ def playwright_config(chromium: str | None, workers: int, retries: int) -> dict:
             # /api/runs/<id>/junit.xml). After html: that reporter empties its folder when it starts.
             ["junit", {"outputFile": f"report/{JUNIT}"}],
         ],
-        "use": {"trace": "on", "screenshot": "on", "video": "on", "launchOptions": launch},
+        "use": {"trace": "on", "screenshot": "on", "video": "on", "launchOptions": launch_options(chromium)},
         "projects": [{"name": "chromium", "use": {"browserName": "chromium"}}],
     }
 
