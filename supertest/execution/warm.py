@@ -45,6 +45,10 @@ READY_SECONDS = 10  # a run waits this long at most for a runner still loading, 
 # (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
 MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may have been upgraded under it)
 RETRY_SECONDS = 10  # after a runner failed to start
+# A slot's next runner starts loading this long after its run took the last one, not when the run
+# ends: runs back to back then find it ready (bench/throughput.py), while a run's own start, its
+# browser's page and its report (about a second of CPU) are not slowed by the load of the next.
+HEADSTART_SECONDS = 1.5
 
 
 # Variables node or Playwright read as they start, before a warm runner's run arrives: a run that
@@ -173,7 +177,8 @@ def start(recipe: Recipe) -> Warm:
 
 
 class WarmRunners:
-    """The warm runners of one worker process: one per run slot, idle or serving its run.
+    """The warm runners of one worker process: one per run slot, idle or serving its run; a slot's
+    next runner loads alongside its run once the run has had HEADSTART_SECONDS to itself.
 
     A thread of its own starts them, and lives as long as the process: a child's death signal
     (die_with_worker) fires when the *thread* that started it ends, not only the process.
@@ -184,7 +189,7 @@ class WarmRunners:
         self.starter = starter
         self.size = 0
         self._idle: list[Warm] = []
-        self._serving = 0
+        self._serving: dict[int, float] = {}  # id() of each runner serving a run → when it was taken
         self._closed = False
         self._changed = threading.Condition()
         threading.Thread(target=self._keep, name="warm-runners", daemon=True).start()
@@ -206,7 +211,7 @@ class WarmRunners:
                 warm = self._idle.pop(0)
                 if warm.alive() and warm.key == key and time.monotonic() - warm.started < MAX_AGE_SECONDS:
                     taken = warm
-                    self._serving += 1
+                    self._serving[id(warm)] = time.monotonic()
                 else:
                     dropped.append(warm)
             self._changed.notify_all()
@@ -219,7 +224,7 @@ class WarmRunners:
             warm.discard()
         finally:
             with self._changed:
-                self._serving -= 1
+                self._serving.pop(id(warm), None)
                 self._changed.notify_all()
 
     def close(self) -> None:
@@ -232,21 +237,25 @@ class WarmRunners:
 
     def _surplus(self) -> list[Warm]:
         with self._changed:
-            extra = max(0, len(self._idle) + self._serving - self.size)
+            extra = max(0, len(self._idle) - self.size)
             surplus, self._idle = self._idle[:extra], self._idle[extra:]
             return surplus
 
     def _keep(self) -> None:
-        """Start a runner whenever the slots have fewer than `size`; look now and then (also when
-        full) for an idle one that died or went stale, so it is replaced before a run finds it."""
+        """Start a runner whenever fewer than `size` are idle or were taken less than
+        HEADSTART_SECONDS ago; look now and then (also when full) for an idle one that died or went
+        stale, so it is replaced before a run finds it."""
         while True:
             with self._changed:
                 if self._closed:
                     return
                 stale = [warm for warm in self._idle if not warm.alive() or self._old(warm)]
                 self._idle = [warm for warm in self._idle if warm not in stale]
-                if not stale and len(self._idle) + self._serving >= self.size:
-                    self._changed.wait(timeout=RETRY_SECONDS)
+                now = time.monotonic()
+                starting = [taken + HEADSTART_SECONDS - now for taken in self._serving.values()
+                            if taken + HEADSTART_SECONDS > now]
+                if not stale and len(self._idle) + len(starting) >= self.size:
+                    self._changed.wait(timeout=min([RETRY_SECONDS, *starting]))
                     continue
             if stale:
                 self._discard(stale, "died or went stale while idle")
