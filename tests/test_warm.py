@@ -131,6 +131,18 @@ test('has its time zone', async ({ page }) => {
 });
 """
 
+# Playwright's launch asks a Selenium Grid for the browser when SELENIUM_REMOTE_URL is set (one
+# that refuses here): a spec that sets it gets that, not the browser its warm runner launched ahead.
+SELENIUM = """import { test, expect, chromium } from '@playwright/test';
+process.env.SELENIUM_REMOTE_URL = 'http://127.0.0.1:9/wd/hub';
+
+test('asks the grid for its browser', async () => {
+  const got = await chromium.launch().then((browser) => browser.close().then(() => 'a browser of its own'),
+                                          (error) => error.message);
+  expect(got).toMatch(/selenium/i);
+});
+"""
+
 
 def started(worker: ProcfileProcess, run_id: str) -> str:
     """How the worker started the run: "warm" or "cold" (its log line)."""
@@ -287,5 +299,13 @@ def test_a_run_that_sets_a_time_zone_gets_it_in_its_browser(one_slot, how: str) 
     finally:
         if how == "variable":
             client.delete("/api/variables/TZ")
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert started(worker, run["id"]) == "warm"
+
+
+def test_a_spec_that_asks_for_a_selenium_grid_does_not_get_the_browser_launched_ahead(one_slot) -> None:
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
+    run = wait_for_run(client, start_run(client, SELENIUM)["runId"])
     assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
     assert started(worker, run["id"]) == "warm"
