@@ -251,7 +251,7 @@ def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> N
                        "TZ": "Asia/Tokyo"})
     for name in ("NODE_OPTIONS", "node_extra_ca_certs", "DEBUG", "PWDEBUG", "PW_TEST_REPORTER",
                  "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE", "OPENSSL_CONF",
-                 "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR"):
+                 "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX"):
         assert not warm.suits({"BASE_URL": "x", name: "1"}), name
 
 

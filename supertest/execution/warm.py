@@ -49,9 +49,10 @@ RETRY_SECONDS = 10  # after a runner failed to start
 
 # Variables node or Playwright read as they start, before a warm runner's run arrives: a run that
 # sets one starts cold, so that it has the effect it would have on `playwright test`. OpenSSL's and
-# ICU's (the locale of node's Intl) are read once at start too, as are the colour switches.
+# ICU's (the locale of node's Intl) are read once at start too, as are the colour switches and
+# glibc's tunables and malloc settings (LD_* cannot be a variable: services/variables.py).
 STARTING_VARIABLES = ("NODE_", "UV_", "DEBUG", "PW", "PLAYWRIGHT", "OPENSSL_", "SSL_CERT_", "LANG", "LC_",
-                      "NO_COLOR", "FORCE_COLOR")
+                      "NO_COLOR", "FORCE_COLOR", "GLIBC_TUNABLES", "MALLOC_")
 READ_LATER = {"PWD"}  # a shell's variable that only looks like Playwright's (PW…)
 
 
