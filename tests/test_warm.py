@@ -255,6 +255,23 @@ def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> N
         assert not warm.suits({"BASE_URL": "x", name: "1"}), name
 
 
+def test_a_runner_is_stale_once_playwright_or_its_chromium_is_installed_anew(tmp_path: Path) -> None:
+    """An idle runner's browser is the Chromium installed when it started: after an upgrade, a run
+    would launch another."""
+    cli, chromium = tmp_path / "test" / "cli.js", tmp_path / "chromium"
+    cli.parent.mkdir()
+    for path in (cli, cli.parent / "package.json", chromium):
+        path.write_text("installed")
+    recipe = warm.Recipe(None, "node", cli, [], tmp_path, "", {"executablePath": str(chromium)})  # type: ignore[arg-type]
+    before = recipe.key()
+    assert recipe.key() == before
+    os.utime(chromium, ns=(0, 10**18))
+    assert recipe.key() != before
+    before = recipe.key()
+    os.utime(cli.parent / "package.json", ns=(0, 10**18))
+    assert recipe.key() != before
+
+
 def browser_launched_ahead(runs_dir: str) -> bool:
     """An idle warm runner's spare test worker has launched its Chromium."""
     return bool(idle_runners(runs_dir)) and any(b"chrom" in cmdline(pid).split(b"\0")[0]

@@ -74,12 +74,21 @@ class Recipe:
     browsers_path: str
     launch_options: dict | None = None  # workspace.launch_options: Chromium is launched ahead with them
 
-    def key(self) -> tuple[str, int]:
-        """What a runner started earlier must still match: the Playwright installed now."""
-        try:
-            return str(self.cli.resolve()), self.cli.parent.joinpath("package.json").stat().st_mtime_ns
-        except OSError:
-            return str(self.cli), 0
+    def key(self) -> tuple[tuple[str, int], ...]:
+        """What a runner started earlier must still match: the Playwright installed now, and the
+        Chromium it launched ahead (one upgraded since is not the browser a run would launch)."""
+        installed = [self.cli.parent / "package.json"]
+        if self.launch_options and self.launch_options.get("executablePath"):
+            installed.append(Path(self.launch_options["executablePath"]))
+        return tuple(_installed(path) for path in installed)
+
+
+def _installed(path: Path) -> tuple[str, int]:
+    """A file as installed: where it really is and when it was last changed."""
+    try:
+        return str(path.resolve()), path.stat().st_mtime_ns
+    except OSError:
+        return str(path), 0
 
 
 @dataclass
@@ -91,7 +100,7 @@ class Warm:
     tmp_dir: Path
     ids: tuple[int, int] | None
     env: dict[str, str]  # the environment it was started with (runner.child_env)
-    key: tuple[str, int]
+    key: tuple[tuple[str, int], ...]
     held: ExitStack  # its uid (users.py), let go of when it is discarded
     started: float = field(default_factory=time.monotonic)
     _ready: bool = False
