@@ -146,6 +146,22 @@ def test_a_token_revoked_by_another_process_stops_once_its_check_is_stale(app: F
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_token"
 
 
+def test_what_a_process_remembers_of_good_tokens_stays_small(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One good token sent with ever other spaces around it (the header allows them) is one token,
+    not one more to remember each time."""
+    token = new_token(app, new_user(app))
+    monkeypatch.setattr(accounts, "TOKEN_SECONDS", 3600)  # nothing goes stale while this runs
+    accounts.forget_checked_tokens()
+    try:
+        with app.app_context():
+            user_id = accounts.user_id_for_token(token)
+            assert user_id is not None
+            for spaces in range(1, accounts.MAX_CHECKED + 100):
+                assert accounts.user_id_for_token(" " * spaces + token) == user_id
+            assert len(accounts._checked) == 1
+    finally:
+        accounts.forget_checked_tokens()
+
 def test_a_session_with_a_bad_token_is_still_refused(app: Flask) -> None:
     client, _ = signed_in(app, new_user(app))
     assert client.get("/api/runs").status_code == 200

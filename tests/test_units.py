@@ -194,7 +194,7 @@ def test_a_warm_runner_is_ready_when_a_line_came_before_ready_in_the_same_read()
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         time.sleep(0.5)
-        runner = warm.Warm(process, Path("/nonexistent"), Path("/nonexistent"), None, {}, ("", 0), ExitStack())
+        runner = warm.Warm(process, Path("/nonexistent"), Path("/nonexistent"), None, {}, (("", 0),), ExitStack())
         assert runner.ready(3)
     finally:
         process.kill()
@@ -223,7 +223,7 @@ def test_a_warm_runner_discarded_lets_go_of_its_uid_even_when_its_end_fails(
     process = subprocess.Popen(["sleep", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     (tmp_path / "run").mkdir()
     taken = warm.Warm(process, tmp_path / "run", tmp_path / "tmp", None, {"HOME": str(tmp_path / "run")},
-                      ("", 0), held)
+                      (("", 0),), held)
     with pytest.raises(OSError):
         taken.discard()
     assert let_go == [True] and not (tmp_path / "run").exists()

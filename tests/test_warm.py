@@ -131,6 +131,20 @@ test('has its time zone', async ({ page }) => {
 });
 """
 
+# Playwright's launch asks a Selenium Grid for the browser when SELENIUM_REMOTE_URL is set (one
+# that refuses here): a spec that sets it gets that, not the browser its warm runner launched ahead.
+SELENIUM = """import { test, expect, chromium } from '@playwright/test';
+const fs = require('fs');
+process.env.SELENIUM_REMOTE_URL = 'http://127.0.0.1:9/wd/hub';
+
+test('asks the grid for its browser', async () => {
+  expect(fs.readFileSync('/proc/self/cmdline', 'latin1')).toContain('warm-worker.js');  // the spare
+  const got = await chromium.launch().then((browser) => browser.close().then(() => 'a browser of its own'),
+                                          (error) => error.message);
+  expect(got).toMatch(/selenium|127\\.0\\.0\\.1:9/i);
+});
+"""
+
 
 def started(worker: ProcfileProcess, run_id: str) -> str:
     """How the worker started the run: "warm" or "cold" (its log line)."""
@@ -239,8 +253,25 @@ def test_a_run_whose_variables_set_how_node_or_playwright_start_goes_cold() -> N
                        "TZ": "Asia/Tokyo"})
     for name in ("NODE_OPTIONS", "node_extra_ca_certs", "DEBUG", "PWDEBUG", "PW_TEST_REPORTER",
                  "PLAYWRIGHT_SKIP_VALIDATE_HOST_REQUIREMENTS", "UV_THREADPOOL_SIZE", "OPENSSL_CONF",
-                 "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR"):
+                 "SSL_CERT_FILE", "LANG", "LC_ALL", "NO_COLOR", "FORCE_COLOR", "GLIBC_TUNABLES", "MALLOC_ARENA_MAX"):
         assert not warm.suits({"BASE_URL": "x", name: "1"}), name
+
+
+def test_a_runner_is_stale_once_playwright_or_its_chromium_is_installed_anew(tmp_path: Path) -> None:
+    """An idle runner's browser is the Chromium installed when it started: after an upgrade, a run
+    would launch another."""
+    cli, chromium = tmp_path / "test" / "cli.js", tmp_path / "chromium"
+    cli.parent.mkdir()
+    for path in (cli, cli.parent / "package.json", chromium):
+        path.write_text("installed")
+    recipe = warm.Recipe(None, "node", cli, [], tmp_path, "", {"executablePath": str(chromium)})  # type: ignore[arg-type]
+    before = recipe.key()
+    assert recipe.key() == before
+    os.utime(chromium, ns=(0, 10**18))
+    assert recipe.key() != before
+    before = recipe.key()
+    os.utime(cli.parent / "package.json", ns=(0, 10**18))
+    assert recipe.key() != before
 
 
 def browser_launched_ahead(runs_dir: str) -> bool:
@@ -287,5 +318,13 @@ def test_a_run_that_sets_a_time_zone_gets_it_in_its_browser(one_slot, how: str) 
     finally:
         if how == "variable":
             client.delete("/api/variables/TZ")
+    assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
+    assert started(worker, run["id"]) == "warm"
+
+
+def test_a_spec_that_asks_for_a_selenium_grid_does_not_get_the_browser_launched_ahead(one_slot) -> None:
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
+    run = wait_for_run(client, start_run(client, SELENIUM)["runId"])
     assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
     assert started(worker, run["id"]) == "warm"

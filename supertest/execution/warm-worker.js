@@ -13,12 +13,17 @@ const lib = process.argv[2]; // playwright's lib/
 require(require.resolve('playwright-core/lib/coreBundle', { paths: [lib] }));
 prime(lib);
 
-// Variables Chromium reads as it starts (time zone, locale, proxies, fonts, display, libraries...):
-// a run whose environment differs from the one Chromium was launched with in any of them, by its
-// own variables or by what its spec or config set in process.env, gets a browser launched then.
-const BROWSER_VARIABLES = new RegExp('^(TZ|LANG|LANGUAGE|LC_.*|.*_PROXY|CHROM.*|GOOGLE_.*|FONTCONFIG_.*|FC_.*' +
-  '|XDG_.*|DISPLAY|WAYLAND_.*|XAUTHORITY|DBUS_.*|GTK_.*|GDK_.*|SSL.*|NSS_.*|LD_.*|MALLOC_.*|GLIBC_.*' +
-  '|MESA_.*|LIBGL_.*|GALLIUM_.*|VK_.*|__GL.*|EGL_.*|PULSE_.*|ALSA_.*|HOME|TMPDIR|TMP|TEMP|PATH)$', 'i');
+// Variables Chromium and the libraries it loads read as it starts (time zone, locale, proxies and
+// the desktop whose proxy settings apply, the resolver, fonts, display, libraries...), and those
+// Playwright's launch reads (SELENIUM_REMOTE_URL: a browser of a Selenium Grid instead): a run whose
+// environment differs from the one Chromium was launched with in any of them, by its own variables
+// or by what its spec or config set in process.env, gets a browser launched then.
+const BROWSER_VARIABLES = new RegExp('^(TZ|TZDIR|LANG|LANGUAGE|LC_.*|LOCPATH|GCONV_PATH|NLSPATH' +
+  '|.*_PROXY|SOCKS_.*|DESKTOP_SESSION|KDE_.*|GNOME_.*|HOSTALIASES|RES_OPTIONS|LOCALDOMAIN' +
+  '|CHROM.*|GOOGLE_.*|BREAKPAD_.*|SELENIUM_.*|FONTCONFIG_.*|FC_.*|FREETYPE_.*' +
+  '|XDG_.*|DISPLAY|WAYLAND_.*|XAUTHORITY|DBUS_.*|GTK_.*|GDK_.*|ACCESSIBILITY_ENABLED|NO_AT_BRIDGE' +
+  '|SSL.*|NSS_.*|LD_.*|MALLOC_.*|GLIBC_.*|MESA_.*|LIBGL_.*|GALLIUM_.*|ANGLE_.*|VK_.*|__GL.*|EGL_.*' +
+  '|PULSE_.*|ALSA_.*|HOME|TMPDIR|TMP|TEMP|PATH)$', 'i');
 
 // Chromium, launched ahead with the options the run's `browser` fixture will ask for: the generated
 // config's launchOptions (given on the command line) and the first worker's artifacts folders under

@@ -53,9 +53,10 @@ HEADSTART_SECONDS = 1.5
 
 # Variables node or Playwright read as they start, before a warm runner's run arrives: a run that
 # sets one starts cold, so that it has the effect it would have on `playwright test`. OpenSSL's and
-# ICU's (the locale of node's Intl) are read once at start too, as are the colour switches.
+# ICU's (the locale of node's Intl) are read once at start too, as are the colour switches and
+# glibc's tunables and malloc settings (LD_* cannot be a variable: services/variables.py).
 STARTING_VARIABLES = ("NODE_", "UV_", "DEBUG", "PW", "PLAYWRIGHT", "OPENSSL_", "SSL_CERT_", "LANG", "LC_",
-                      "NO_COLOR", "FORCE_COLOR")
+                      "NO_COLOR", "FORCE_COLOR", "GLIBC_TUNABLES", "MALLOC_")
 READ_LATER = {"PWD"}  # a shell's variable that only looks like Playwright's (PW…)
 
 
@@ -77,12 +78,21 @@ class Recipe:
     browsers_path: str
     launch_options: dict | None = None  # workspace.launch_options: Chromium is launched ahead with them
 
-    def key(self) -> tuple[str, int]:
-        """What a runner started earlier must still match: the Playwright installed now."""
-        try:
-            return str(self.cli.resolve()), self.cli.parent.joinpath("package.json").stat().st_mtime_ns
-        except OSError:
-            return str(self.cli), 0
+    def key(self) -> tuple[tuple[str, int], ...]:
+        """What a runner started earlier must still match: the Playwright installed now, and the
+        Chromium it launched ahead (one upgraded since is not the browser a run would launch)."""
+        installed = [self.cli.parent / "package.json"]
+        if self.launch_options and self.launch_options.get("executablePath"):
+            installed.append(Path(self.launch_options["executablePath"]))
+        return tuple(_installed(path) for path in installed)
+
+
+def _installed(path: Path) -> tuple[str, int]:
+    """A file as installed: where it really is and when it was last changed."""
+    try:
+        return str(path.resolve()), path.stat().st_mtime_ns
+    except OSError:
+        return str(path), 0
 
 
 @dataclass
@@ -94,7 +104,7 @@ class Warm:
     tmp_dir: Path
     ids: tuple[int, int] | None
     env: dict[str, str]  # the environment it was started with (runner.child_env)
-    key: tuple[str, int]
+    key: tuple[tuple[str, int], ...]
     held: ExitStack  # its uid (users.py), let go of when it is discarded
     started: float = field(default_factory=time.monotonic)
     _ready: bool = False

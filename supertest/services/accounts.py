@@ -35,6 +35,7 @@ TOKEN_WITH_USER = select(ApiToken).options(joinedload(ApiToken.user)).where(ApiT
 # may still be taken for this long; in the process that did it, not at all.
 TOKEN_SECONDS = 1.0
 _checked: dict[bytes, tuple[float, str]] = {}  # SHA-256 of a whole token → (monotonic deadline, its user's id)
+MAX_CHECKED = 1000
 _checked_lock = threading.Lock()
 _forgotten = 0  # how many times _checked was cleared: a check under way across a clear is not kept
 
@@ -133,7 +134,8 @@ def user_for_token(presented: str) -> User | None:
 def user_id_for_token(presented: str) -> str | None:
     """The id of user_for_token's user, from what this process checked less than TOKEN_SECONDS ago
     when it can (without a last use recorded: that is to the minute)."""
-    key = hashlib.sha256(presented.encode()).digest()
+    # As user_for_token reads it: spaces around one token do not make it another to remember.
+    key = hashlib.sha256(presented.strip().encode()).digest()
     now = time.monotonic()
     known = _checked.get(key)
     if known is not None and known[0] > now:
@@ -145,9 +147,11 @@ def user_id_for_token(presented: str) -> str | None:
     with _checked_lock:
         if forgotten != _forgotten:
             return user.id
-        if len(_checked) >= 1000:  # only good tokens get in, but keep it small all the same
+        if len(_checked) >= MAX_CHECKED:  # only good tokens get in, but keep it small all the same
             for stale in [other for other, (deadline, _) in _checked.items() if deadline <= now]:
                 del _checked[stale]
+            if len(_checked) >= MAX_CHECKED:  # all still fresh: start again rather than look through them each time
+                _checked.clear()
         _checked[key] = (now + TOKEN_SECONDS, user.id)
     return user.id
 
