@@ -144,7 +144,8 @@ def test_metrics_count_the_runs_made_here_and_logs_name_their_run(ops: dict[str,
     # Cumulative buckets: 0.5 s ≤ 1; 7 s ≤ 10; 100 s ≤ 120; the real runs take a few seconds each.
     real = 2
     assert grew("supertest_run_duration_seconds_bucket", kind="test", le="1.0") == 1
-    assert grew("supertest_run_duration_seconds_bucket", kind="test", le="10.0") in (2, 2 + real)
+    # (each real run, under 10 s on a quiet machine, may take longer on a loaded one)
+    assert 2 <= grew("supertest_run_duration_seconds_bucket", kind="test", le="10.0") <= 2 + real
     assert grew("supertest_run_duration_seconds_bucket", kind="test", le="120.0") == 3 + real
     assert grew("supertest_run_duration_seconds_bucket", kind="test", le="+Inf") == 5
     assert grew("supertest_run_duration_seconds_sum", kind="test") >= 107.5
