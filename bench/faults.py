@@ -5,7 +5,8 @@ One stack as `make run` starts it (supertest.stack.Stack: private redis-server, 
 runs in a temp dir), plus a second worker command started beside it with the same settings: two
 Dramatiq masters, as two machines would be (one master stops all its worker processes when one of
 them dies, so a second process of the same master would not outlive the first). A run's processes
-are found by their environment, HOME=<RUNS_DIR>/<runId>-<attempt> as the worker sets it, and by
+are found by their environment, HOME=<RUNS_DIR>/<runId>-<attempt> as the worker sets it or the
+run's mark SUPERTEST_RUN (a warm runner's: in its titles, its browser by the HOME they share), and by
 their session: Chromium's zygotes and what they fork (renderers, GPU) show an empty environment.
 
 (1) worker loss: a test that keeps its browser open for 20 s goes through POST /api/test; once its
@@ -102,7 +103,11 @@ def worker_column(database: Path, run_id: str) -> int:
 class RunProcesses:
     """The live processes of one attempt of a run, or of every run when `run_id` is empty.
 
-    Found by HOME=<run dir> in their environment, and by session: Chromium's zygotes and the
+    Found by HOME=<run dir> in their environment, or by the run's mark (SUPERTEST_RUN=<run>-<attempt>,
+    any run's for every run) in their environment or, for a warm runner's processes started before
+    the run, in their titles, with every process sharing the HOME of one of those (a warm runner's
+    HOME is named before its run: its browser launched ahead carries no mark; an idle one's
+    processes carry none and are not a run's); and by session: Chromium's zygotes and the
     processes they fork (renderers, GPU, utilities) show an empty environment, their titles
     written over it, but stay in the session of the browser process, which has the run's HOME.
     Sessions once seen are remembered, so those are still found after the browser process is gone.
@@ -110,10 +115,12 @@ class RunProcesses:
 
     def __init__(self, runs_dir: Path, run_id: str = "", attempt: int = 1) -> None:
         self.home = f"HOME={runs_dir}/{f'{run_id}-{attempt}' if run_id else ''}".encode()
+        self.warm = f"HOME={runs_dir}/warm-".encode()
+        self.mark = f"SUPERTEST_RUN={run_id}-{attempt}".encode() if run_id else b"SUPERTEST_RUN="
         self.sessions: set[int] = set()
 
     def __call__(self) -> list[int]:
-        found, others = [], {}
+        seen: dict[int, tuple[int, list[bytes], bytes]] = {}  # pid → (session, environment, title)
         for entry in os.scandir("/proc"):
             try:
                 if not entry.name.isdigit():
@@ -121,16 +128,18 @@ class RunProcesses:
                 # After the command's closing parenthesis: state, ppid, process group, session.
                 state, _, _, session = Path(entry.path, "stat").read_bytes().rpartition(b")")[2].split()[:4]
                 environ = Path(entry.path, "environ").read_bytes().split(b"\0")
+                title = Path(entry.path, "cmdline").read_bytes()
             except OSError:  # gone meanwhile, or not ours
                 continue
-            if state == b"Z":  # exited, only not yet reaped
-                continue
-            if any(variable.startswith(self.home) for variable in environ):
-                found.append(int(entry.name))
-                self.sessions.add(int(session))
-            else:
-                others[int(entry.name)] = int(session)
-        return found + [pid for pid, session in others.items() if session in self.sessions]
+            if state != b"Z":  # a zombie has exited, only not yet reaped
+                seen[int(entry.name)] = (int(session), environ, title)
+        marked = {pid for pid, (_, environ, title) in seen.items()
+                  if self.mark in title or any(variable.startswith(self.mark) or (
+                      variable.startswith(self.home) and not variable.startswith(self.warm)) for variable in environ)}
+        homes = {variable for pid in marked for variable in seen[pid][1] if variable.startswith(b"HOME=")}
+        marked |= {pid for pid, (_, environ, _) in seen.items() if homes & set(environ)}
+        self.sessions |= {seen[pid][0] for pid in marked}
+        return [pid for pid, (session, _, _) in seen.items() if pid in marked or session in self.sessions]
 
     def gone(self) -> bool:
         return not self()
