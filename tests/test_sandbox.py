@@ -86,7 +86,9 @@ test('cannot write outside its directory', async () => {
 });
 """
 
-LIMITS = {"TEST_MAX_FILE_MB": "2", "TEST_MAX_PROCESSES": "64", "TEST_MAX_OPEN_FILES": "256",
+# The process limit counts threads too, of every process of the run's uid: a warm runner's node
+# processes and the Chromium its spare launched ahead take a hundred or so of them already.
+LIMITS = {"TEST_MAX_FILE_MB": "2", "TEST_MAX_PROCESSES": "256", "TEST_MAX_OPEN_FILES": "256",
           "TEST_MEMORY_MB": "512"}
 
 # Each limit met for real (see LIMITS), with a check that the same thing under the limit works.
@@ -104,7 +106,7 @@ test('a file over the size limit is cut off', async () => {
 
 test('a spawning spree meets the process limit', async () => {
   const children = [], errors = [];
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 400; i++) {
     const child = spawn('sleep', ['60'], { stdio: 'ignore' });
     child.on('error', error => errors.push(error.code));
     children.push(child);
@@ -113,7 +115,7 @@ test('a spawning spree meets the process limit', async () => {
   const started = children.filter(child => child.pid && child.exitCode === null).length;
   children.forEach(child => { try { child.kill('SIGKILL'); } catch (error) {} });
   expect(started).toBeGreaterThan(5);
-  expect(started).toBeLessThan(64);
+  expect(started).toBeLessThan(256);
   expect(errors).toContain('EAGAIN');
 });
 
