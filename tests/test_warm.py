@@ -301,6 +301,72 @@ def test_a_warm_run_gets_the_worker_process_and_the_browser_started_ahead_and_a_
     assert {"setContent", "expect"} <= methods and {"frame-snapshot", "screencast-frame"} <= kinds, (methods, kinds)
 
 
+# Fails on purpose, telling the priority (its session's autogroup nice value: processes.set_session_nice)
+# of every process in its sandbox, its browser's among them, by program.
+PRIORITIES = """import { test } from '@playwright/test';
+const fs = require('fs');
+
+test('tells its priorities', async ({ page }) => {
+  await page.setContent('<p>here</p>');
+  const nice = {};
+  for (const pid of fs.readdirSync('/proc').filter((pid) => /^\\d+$/.test(pid))) {
+    try {
+      const program = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\\0')[0];
+      const value = fs.readFileSync(`/proc/${pid}/autogroup`, 'utf8').split(' nice ')[1].trim();
+      (nice[program] = nice[program] || []).push(value);
+    } catch (error) {}
+  }
+  throw new Error('NICE ' + JSON.stringify(nice));
+});
+"""
+
+
+def session_nice(pid: int) -> str | None:
+    """The nice value of `pid`'s session (its autogroup's), None without autogroups."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split(" nice ")[1].strip()
+    except (OSError, IndexError):
+        return None
+
+
+AUTOGROUPS = Path("/proc/self/autogroup").exists()  # else the priorities are left as they are
+
+
+def test_a_warm_runner_loads_at_the_lowest_priority_and_its_run_runs_at_the_normal_one(one_slot) -> None:
+    client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
+    wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
+    idle = {cmdline(pid).split(b"\0")[0].decode(): session_nice(pid) for pid in warm_processes(runs_dir)
+            if b"crashpad" not in cmdline(pid)}  # Chromium's crash reporter: idle, in a session of its own
+    assert {program for program in idle if "chrom" in program} and {program for program in idle if "node" in program}
+    assert set(idle.values()) == ({str(warm.LOADING_NICE)} if AUTOGROUPS else {None}), idle
+
+    run = wait_for_run(client, start_run(client, PRIORITIES)["runId"])
+    assert started(worker, run["id"]) == "warm"
+    error = run["tests"][0]["error"] or ""
+    nice = json.loads(re.search(r"NICE (\{.*?\})", error).group(1))  # type: ignore[union-attr]
+    if AUTOGROUPS:
+        assert any("chrom" in program for program in nice) and any("node" in program for program in nice), nice
+        assert {value for values in nice.values() for value in values} == {"0"}, nice
+    else:
+        assert nice == {}
+
+
+def test_a_runs_priority_is_set_for_the_sessions_its_processes_started(tmp_path: Path) -> None:
+    """As Playwright starts its browser: in a session of its own, with the run's HOME."""
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"]}
+    run = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    browser = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], env={**env, "HOME": f"{tmp_path}-other"}, start_new_session=True)
+    try:  # (Popen returns once the command runs: its environment is the one given)
+        processes.set_run_nice(run.pid, str(tmp_path), 7)
+        expected = ("7", "7", "0") if AUTOGROUPS else (None, None, None)
+        assert tuple(session_nice(p.pid) for p in (run, browser, other)) == expected
+    finally:
+        for process in (run, browser, other):
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.parametrize("how", ["variable", "spec"])
 def test_a_run_that_sets_a_time_zone_gets_it_in_its_browser(one_slot, how: str) -> None:
     """Chromium reads TZ as it starts: a run that sets it, as a variable or in its spec, gets a

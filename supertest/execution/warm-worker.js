@@ -6,12 +6,14 @@
 // before that, bar what a run setting STARTING_VARIABLES (warm.py) never uses.
 // Usage: node warm-worker.js <playwright's lib/> [<launch options, JSON>]
 const path = require('path');
-const prime = require('./warm-prime.js');
+const { installTransform, markRun } = require('./warm-shared.js');
+const childProcess = require('child_process');
+const fs = require('fs');
 const { isDeepStrictEqual } = require('util');
 
 const lib = process.argv[2]; // playwright's lib/
 require(require.resolve('playwright-core/lib/coreBundle', { paths: [lib] }));
-prime(lib);
+installTransform(lib);
 
 // Variables Chromium and the libraries it loads read as it starts (time zone, locale, proxies and
 // the desktop whose proxy settings apply, the resolver, fonts, display, libraries...), and those
@@ -27,17 +29,27 @@ const BROWSER_VARIABLES = new RegExp('^(TZ|TZDIR|LANG|LANGUAGE|LC_.*|LOCPATH|GCO
 
 // Chromium, launched ahead with the options the run's `browser` fixture will ask for: the generated
 // config's launchOptions (given on the command line) and the first worker's artifacts folders under
-// the run's directory (this process's cwd). Playwright's `browser` fixture launches through
-// chromium.launch(); its first call gets this browser if it asks for exactly these options and the
-// environment is the same in BROWSER_VARIABLES; otherwise it is closed and a browser launched as
-// always. A test that launches no browser leaves it to die with this process.
-if (process.argv[3]) {
+// the run's directory (this process's cwd). Launched once warm.js has loaded ({launch: true}): on a
+// busy machine, where runners load slowly (warm.py), the runner a run needs comes first.
+// Playwright's `browser` fixture launches through chromium.launch(); its first call gets this
+// browser if it asks for exactly these options and the environment is the same in
+// BROWSER_VARIABLES; otherwise it is closed and a browser launched as always. A test that launches
+// no browser leaves it to die with this process.
+function launchAhead(launchOptions) {
   const chromium = require(require.resolve('playwright-core', { paths: [lib] })).chromium;
   const artifactsDir = path.join(process.cwd(), 'test-results', '.playwright-artifacts-0');
-  const planned = { handleSIGINT: false, ...JSON.parse(process.argv[3]), tracesDir: path.join(artifactsDir, 'traces'),
+  const planned = { handleSIGINT: false, ...JSON.parse(launchOptions), tracesDir: path.join(artifactsDir, 'traces'),
     artifactsDir, headless: true };
   const launchedWith = { ...process.env };
-  const early = chromium.launch({ ...planned }).catch(() => null);
+  // Playwright starts the browser in a session of its own: it is given this one's priority, low
+  // while the runner loads (warm.py gives both the normal one back when a run takes it).
+  const spawn = childProcess.spawn;
+  childProcess.spawn = function (command, args, options) {
+    const child = spawn.apply(this, arguments);
+    if (child.pid && ((Array.isArray(args) ? options : args) || {}).detached) sameNice(child.pid, 5);
+    return child;
+  };
+  const early = chromium.launch({ ...planned }).catch(() => null).finally(() => { childProcess.spawn = spawn; });
   const launch = chromium.launch;
   chromium.launch = async function (options = {}) {
     chromium.launch = launch;
@@ -53,12 +65,30 @@ if (process.argv[3]) {
   };
 }
 
-process.once('message', ({ env, entry }) => {
-  for (const name of Object.keys(process.env)) delete process.env[name];
-  Object.assign(process.env, env);
-  // As warm.js marks itself: /proc shows this process's environment as it started, before the run.
-  if (env.SUPERTEST_RUN) process.title = `node warm-worker.js SUPERTEST_RUN=${env.SUPERTEST_RUN}`;
-  process.argv = [process.argv[0], entry];
-  require(entry);
+// Our session's nice value for `pid`'s (processes.set_session_nice): its autogroup's. Linux takes one
+// change in 0.1 s from us, machine wide: `tries` times, 0.1 s apart.
+function sameNice(pid, tries) {
+  try {
+    const nice = /nice (-?\d+)/.exec(fs.readFileSync('/proc/self/autogroup', 'utf8'))[1];
+    fs.writeFileSync(`/proc/${pid}/autogroup`, nice);
+  } catch (error) {
+    if (error.code === 'EAGAIN' && tries > 1) setTimeout(sameNice, 110, pid, tries - 1).unref();
+  } // else no autogroups here, or the browser is gone
+}
+
+process.on('message', function ahead(message) {
+  if (message.launch && process.argv[3])
+    launchAhead(process.argv[3]);
+  if (message.env) {
+    process.off('message', ahead); // the channel is Playwright's from here
+    run(message);
+  }
 });
 
+function run({ env, entry }) {
+  for (const name of Object.keys(process.env)) delete process.env[name];
+  Object.assign(process.env, env);
+  markRun('warm-worker.js');
+  process.argv = [process.argv[0], entry];
+  require(entry);
+}

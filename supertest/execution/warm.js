@@ -1,14 +1,14 @@
 // Supertest's warm runner (warm.py): started in a run's sandbox before the run exists, it loads
 // Playwright's test runner (the half second of a cold `playwright test` spent in require), forks a
-// spare of Playwright's first test worker process (warm-worker.js, which launches Chromium ahead),
-// primes Playwright's source transform, and waits.
+// spare of Playwright's first test worker process (warm-worker.js, which launches Chromium ahead
+// once this runner is ready), primes Playwright's source transform, and waits.
 // When the worker has written the run's files it sends one line on stdin, {"env": {...}}: the run's
 // own variables. The runner adds them to its environment (the test processes it forks inherit
 // it) and runs `playwright test` in this process, exactly as cli.js would. Closing stdin without a
 // line ends it. Usage: node warm.js <path of @playwright/test/cli.js> [<launch options, JSON>]
 // (the generated config's launchOptions: warm-worker.js launches Chromium with them ahead).
 const path = require('path');
-const prime = require('./warm-prime.js');
+const { installTransform, primeBabel, markRun } = require('./warm-shared.js');
 
 const cli = process.argv[2];
 const launchOptions = process.argv[3];
@@ -42,8 +42,10 @@ childProcess.fork = function (modulePath, args, options) {
   if (taken) taken.kill('SIGKILL');
   return fork.apply(this, arguments);
 };
-prime(lib, path.join(__dirname, 'reporter.js')); // while the spare loads
+installTransform(lib); // while the spare loads
+primeBabel(lib, path.join(__dirname, 'reporter.js'));
 process.stdout.write('@@supertest-warm ready\n');
+if (spare) spare.send({ launch: true }, () => {}); // its browser, now that this runner is ready
 
 let input = '';
 let started = false;
@@ -63,10 +65,3 @@ process.stdin.on('data', (chunk) => {
 process.stdin.on('end', () => {
   if (!started) process.exit(0);
 });
-
-// The run's mark (SUPERTEST_RUN, execution.RUN_MARK), which names its processes, is in the
-// environment of those started for it; /proc shows a process's environment as it started, so one
-// started ahead of the run (this runner, its spare worker) shows the mark in its title instead.
-function markRun(script) {
-  if (process.env.SUPERTEST_RUN) process.title = `node ${script} SUPERTEST_RUN=${process.env.SUPERTEST_RUN}`;
-}

@@ -5,14 +5,14 @@ A warm runner is a cold run's sandbox started early: the same command (sandbox.p
 uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its own empty run
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
 Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
-modules loaded, its environment given when it is taken, Chromium launched with the config's
-launch options for its `browser` fixture), primes Playwright's source transform in both, and
-waits on stdin. A run that takes it
-writes its files into that directory, sends the run's own variables, and from then on the runner
-(runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
-and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
-for the slot: no two runs ever share one. docs/architecture.md ("Warm runners") says what it
-saves and costs.
+modules loaded, its environment given when it is taken, Chromium launched with the config's launch
+options for its `browser` fixture once the runner has loaded), installs Playwright's source
+transform in both (and primes babel in the runner), and waits on stdin, all at the lowest priority
+(LOADING_NICE). A run that takes it gives it the normal priority back, writes its files into that
+directory, sends the run's own variables, and from then on the runner (runner.watch) sees it
+through as a cold run: deadline, stop, event lines, the kill of its group and strays. Afterwards it
+is thrown away with its directories and uid, and a fresh one is started for the slot: no two runs
+ever share one. docs/architecture.md ("Warm runners") says what it saves and costs.
 """
 from __future__ import annotations
 
@@ -32,19 +32,22 @@ from pathlib import Path
 from select import select
 
 from supertest import nofollow
-from supertest.execution import runner
+from supertest.execution import processes, runner
 from supertest.execution.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 WARM_JS = Path(__file__).with_name("warm.js")
 WARM_WORKER_JS = Path(__file__).with_name("warm-worker.js")  # Playwright's first worker process, forked ahead
-PRIME_JS = Path(__file__).with_name("warm-prime.js")  # both prime Playwright's transform with it
+SHARED_JS = Path(__file__).with_name("warm-shared.js")  # what both of them share
 REPORTER_JS = Path(__file__).with_name("reporter.js")  # our reporter, which warm.js runs babel on once ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
 # (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
 MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may have been upgraded under it)
 RETRY_SECONDS = 10  # after a runner failed to start
+# A runner loads at the lowest priority, the CPU no run wants: runs at once on a busy machine are not
+# slowed by their successors' start. Taken for a run, it gets the normal priority back.
+LOADING_NICE = 19
 # A slot's next runner starts loading this long after its run took the last one, not when the run
 # ends: runs back to back then find it ready (bench/throughput.py), while a run's own start, its
 # browser's page and its report (about a second of CPU) are not slowed by the load of the next.
@@ -166,7 +169,7 @@ def start(recipe: Recipe) -> Warm:
     try:
         ids = held.enter_context(recipe.box.users.hold()) if recipe.box.users else None
         run_dir.mkdir(parents=True)
-        for script in (WARM_JS, WARM_WORKER_JS, PRIME_JS, REPORTER_JS):
+        for script in (WARM_JS, WARM_WORKER_JS, SHARED_JS, REPORTER_JS):
             shutil.copyfile(script, tmp_dir / script.name)
         argv = [recipe.node, str(tmp_dir / "warm.js"), str(recipe.cli)]
         if recipe.launch_options is not None:
@@ -177,13 +180,21 @@ def start(recipe: Recipe) -> Warm:
             # into a folder no other process can put a link in; execution.launch gives it to the run
             os.chown(run_dir, os.getuid(), os.getgid(), follow_symlinks=False)
         env = runner.child_env(run_dir, tmp_dir, recipe.browsers_path)
-        process = runner.start(launched.argv, run_dir, env, launched.preexec, stdin=subprocess.PIPE)
+        process = runner.start(launched.argv, run_dir, env, _at_low_priority(launched.preexec), stdin=subprocess.PIPE)
     except BaseException:
         held.close()
         for folder in (run_dir, tmp_dir):
             nofollow.remove_tree(folder)
         raise
     return Warm(process, run_dir, tmp_dir, ids, env, recipe.key(), held)
+
+
+def _at_low_priority(preexec: Callable[[], None]) -> Callable[[], None]:
+    """`preexec`, in a session at LOADING_NICE (the sandbox's user and limits are set after it)."""
+    def preexec_at_low_priority() -> None:
+        processes.set_session_nice("self", LOADING_NICE)  # the session runner.start made for it
+        preexec()
+    return preexec_at_low_priority
 
 
 class WarmRunners:
@@ -226,6 +237,8 @@ class WarmRunners:
                     dropped.append(warm)
             self._changed.notify_all()
         self._discard(dropped, "died or went stale while idle")
+        if taken:  # also while it finishes loading
+            processes.set_run_nice(taken.process.pid, taken.env["HOME"], 0)
         return taken
 
     def give_back(self, warm: Warm) -> None:
