@@ -335,10 +335,17 @@ AUTOGROUPS = Path("/proc/self/autogroup").exists()  # else the priorities are le
 def test_a_warm_runner_loads_at_the_lowest_priority_and_its_run_runs_at_the_normal_one(one_slot) -> None:
     client, worker, runs_dir = one_slot["client"], one_slot["worker"], one_slot["runs_dir"]
     wait_until(lambda: browser_launched_ahead(runs_dir), 60, "a warm runner with its browser launched waits")
-    idle = {cmdline(pid).split(b"\0")[0].decode(): session_nice(pid) for pid in warm_processes(runs_dir)
-            if b"crashpad" not in cmdline(pid)}  # Chromium's crash reporter: idle, in a session of its own
-    assert {program for program in idle if "chrom" in program} and {program for program in idle if "node" in program}
-    assert set(idle.values()) == ({str(warm.LOADING_NICE)} if AUTOGROUPS else {None}), idle
+
+    def priorities() -> set[tuple[str, str | None]]:
+        """(program, its session's nice value) of the warm runner's processes but Chromium's crash
+        reporter (idle, in a session of its own)."""
+        return {(cmdline(pid).split(b"\0")[0].decode(), session_nice(pid)) for pid in warm_processes(runs_dir)
+                if b"crashpad" not in cmdline(pid)}
+    loading = str(warm.LOADING_NICE) if AUTOGROUPS else None
+    # Waited for: the runner of the run before may still be going away, at the normal priority.
+    wait_until(lambda: {nice for _, nice in priorities()} == {loading}, 10, f"the idle runner at {loading}")
+    programs = {program for program, _ in priorities()}
+    assert any("chrom" in program for program in programs) and any("node" in program for program in programs)
 
     run = wait_for_run(client, start_run(client, PRIORITIES)["runId"])
     assert started(worker, run["id"]) == "warm"
