@@ -60,15 +60,16 @@ def _execute_run(run_id: str) -> None:
     logs.set_run(run_id, run.job_id)
     config = current_app.config
     attempt = run.attempt
-    with attempt_space(f"{run_id}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
+    # The heartbeat beats from the claim on: also while the run waits for a warm runner still loading.
+    with RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch, \
+            attempt_space(f"{run_id}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
         log.info("run %s: attempt %s started (%s) %s", run_id, attempt, run.kind, "warm" if warm else "cold")
         try:
             problem = sandbox_problem()
             if problem:
                 runs.finish(run_id, ERROR, error_message=problem, attempt=attempt)
                 return
-            with run_user(sandbox_of(config), warm) as ids, \
-                    RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"]) as watch:
+            with run_user(sandbox_of(config), warm) as ids:
                 _execute(run, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm)
         except Shutdown:  # the worker is stopping: the runner has killed the test; another worker starts it again
             log.warning("run %s: worker shutting down; handing it back to the queue", run_id)

@@ -84,15 +84,16 @@ def _execute_shard(run_id: str, index: int) -> None:
     logs.set_run(run_id, run.job_id)
     attempt = shard.attempt
     config = current_app.config
-    with attempt_space(f"{run_id}-s{index}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
+    # The heartbeat beats from the claim on: also while the shard waits for a warm runner still loading.
+    with RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch, \
+            attempt_space(f"{run_id}-s{index}-{attempt}", config) as (run_dir, tmp_dir, kept, warm):
         log.info("run %s: shard %s, attempt %s started %s", run_id, index, attempt, "warm" if warm else "cold")
         try:
             problem = sandbox_problem()
             if problem:
                 shards.finish(run_id, index, ERROR, attempt, error_message=problem)
                 return
-            with run_user(sandbox_of(config), warm) as ids, \
-                    RunWatch(db.engine, run_id, attempt, config["HEARTBEAT_SECONDS"], shard=index) as watch:
+            with run_user(sandbox_of(config), warm) as ids:
                 _run_shard(run, shard, Workspace(run_dir, tmp_dir, kept, ids), config, watch.stop, warm, took)
         except Shutdown:
             log.warning("run %s: worker shutting down; handing shard %s back to the queue", run_id, index)

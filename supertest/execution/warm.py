@@ -42,7 +42,7 @@ SHARED_JS = Path(__file__).with_name("warm-shared.js")  # what both of them shar
 REPORTER_JS = Path(__file__).with_name("reporter.js")  # our reporter, which warm.js runs babel on once ahead
 READY = b"@@supertest-warm ready\n"
 READY_SECONDS = 10  # a run waits this long at most for a runner still loading, then starts cold
-# (well within WORKER_LOST_SECONDS: the run is claimed, and its heartbeat not yet beating)
+# (its heartbeat beats meanwhile: execution.RunWatch is started first)
 MAX_AGE_SECONDS = 600  # an idle runner this old is replaced (Playwright may have been upgraded under it)
 RETRY_SECONDS = 10  # after a runner failed to start
 # A runner loads at the lowest priority, the CPU no run wants: runs at once on a busy machine are not
