@@ -19,8 +19,13 @@ def kill_strays(session: int, home: str, passes: int = 5) -> int:
     A process that does both and drops its environment escapes this; containing it is the sandbox's
     job. Several passes, since a stray may fork while we look. Returns how many were killed.
     """
+    return _kill_matching(_of_run(session, home), passes)
+
+
+def _of_run(session: int, home: str) -> Callable[[int], bool]:
+    """Whether a process is a run's: in its `session`, or one that kept HOME=`home`."""
     marker = f"HOME={home}".encode()
-    return _kill_matching(lambda pid: session_of(pid) == session or marker in environ_of(pid), passes)
+    return lambda pid: session_of(pid) == session or marker in environ_of(pid)
 
 
 def pids() -> list[int]:
@@ -55,36 +60,32 @@ def die_with_worker() -> None:
         pass
 
 
-def set_session_nice(pid: int | str, nice: int, tries: int = 1) -> bool:
+def set_session_nice(pid: int | str, nice: int, tries: int = 1) -> None:
     """Give `pid`'s session ("self": ours) the nice value Linux's scheduler weighs it by against other
     sessions: with autogroups on (the default), a process's own nice value counts only within its
     session. Back to 0 needs no privilege, but without it Linux takes one change in 0.1 s (machine
-    wide): `tries` times, 0.1 s apart. False where it could not (no autogroups here: a no-op)."""
+    wide): `tries` times, 0.1 s apart. Where there are no autogroups, nothing is done."""
     for attempt in range(tries):
         try:
             autogroup = os.open(f"/proc/{pid}/autogroup", os.O_WRONLY)
             try:
                 os.write(autogroup, str(nice).encode())
-                return True
+                return
             finally:
                 os.close(autogroup)
         except BlockingIOError:
             if attempt + 1 < tries:
                 time.sleep(0.11)
         except OSError:
-            break
-    return False
+            return
 
 
 def set_run_nice(session: int, home: str, nice: int) -> None:
-    """set_session_nice for a run's `session` and the sessions of its processes that started their
-    own but kept HOME=`home` (Playwright's browser)."""
-    marker = f"HOME={home}".encode()
-    sessions = {session: session}
-    for pid in pids():
-        own = session_of(pid)
-        if own is not None and own not in sessions and marker in environ_of(pid):
-            sessions[own] = pid
+    """set_session_nice for each session a run's processes are in (_of_run): its own, and those of
+    the processes that started one but kept its HOME (Playwright's browser)."""
+    of_run = _of_run(session, home)
+    sessions = {session_of(pid): pid for pid in pids() if of_run(pid)}  # a process in each
+    sessions.pop(None, None)  # gone meanwhile
     for pid in sessions.values():
         set_session_nice(pid, nice, tries=3)
 

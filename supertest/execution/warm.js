@@ -45,7 +45,7 @@ childProcess.fork = function (modulePath, args, options) {
 installTransform(lib); // while the spare loads
 primeBabel(lib, path.join(__dirname, 'reporter.js'));
 process.stdout.write('@@supertest-warm ready\n');
-if (spare) spare.send({ launch: true }, () => {}); // its browser, now that this runner is ready
+spare.send({ launch: true }, () => {}); // its browser, now that this runner is ready
 
 let input = '';
 let started = false;
