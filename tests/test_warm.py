@@ -401,3 +401,66 @@ def test_a_spec_that_asks_for_a_selenium_grid_does_not_get_the_browser_launched_
     run = wait_for_run(client, start_run(client, SELENIUM)["runId"])
     assert run["status"] == "passed", run["tests"][0]["error"] if run["tests"] else run
     assert started(worker, run["id"]) == "warm"
+
+
+# Forks warm-worker.js as warm.js does (no sandbox: what is tested is the spare's own choice), tells
+# it to launch its browser ahead and, unless TAKE is "never", hands it a run at once: ENTRY, which
+# prints how many browsers the spare has started, a second and a half later.
+SPARE = """const { fork } = require('child_process');
+const [worker, lib, options, entry, take] = process.argv.slice(2);
+const spare = fork(worker, [lib, options], { stdio: 'inherit' });
+console.log('SPARE ' + spare.pid);
+spare.send({ launch: true });
+if (take !== 'never') spare.send({ env: process.env, entry });
+"""
+ENTRY = """const fs = require('fs');
+const children = () => fs.readdirSync('/proc').filter((pid) => /^\\d+$/.test(pid)).filter((pid) => {
+  try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(process.pid)
+               && fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('chrom'); }
+  catch (error) { return false; }
+});
+setTimeout(() => { console.log('BROWSERS ' + children().length); process.exit(0); }, 1500);
+"""
+
+
+@pytest.mark.parametrize("taken", [True, False])
+def test_a_spare_launches_its_browser_ahead_only_while_no_run_has_taken_it(app: Flask, tmp_path: Path,
+                                                                          taken: bool) -> None:
+    """A run that takes the spare before its launch ahead starts gets no browser from it (it launches
+    one itself if its tests ask for one); an idle spare launches its browser, once the CPU is free
+    or within warm-worker.js's WAIT_MS."""
+    from supertest.execution import workspace
+
+    harness, entry = tmp_path / "spare.js", tmp_path / "entry.js"
+    harness.write_text(SPARE)
+    entry.write_text(ENTRY)
+    lib = Path(app.config["NODE_MODULES"]) / "playwright" / "lib"
+    options = json.dumps(workspace.launch_options(workspace.find_chromium(app.config["CHROMIUM_PATH"])))
+    process = subprocess.Popen(["node", str(harness), str(warm.WARM_WORKER_JS), str(lib.resolve()), options,
+                                str(entry), "now" if taken else "never"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    browsers: list[int] = []
+
+    def launched() -> bool:
+        browsers[:] = [pid for pid in processes.pids() if parent_of(pid) == spare and b"chrom" in cmdline(pid)]
+        return bool(browsers)
+    try:
+        assert process.stdout is not None
+        spare = int(process.stdout.readline().split()[1])
+        if taken:
+            assert process.stdout.readline().strip() == "BROWSERS 0"
+        else:
+            wait_until(launched, 30, "the idle spare launched its browser")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        kill(browsers)  # in a session of their own
+        process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -1,5 +1,6 @@
 // A warm runner's spare test worker process (warm.js forks it ahead of the run): the heaviest
-// modules a Playwright worker process needs are loaded, Chromium is launched, and it waits. When
+// modules a Playwright worker process needs are loaded, Chromium is launched (with CPU to spare),
+// and it waits. When
 // the run's runner forks its first worker, warm.js hands this one over instead, with the
 // environment the fork was given: it takes that environment as its own, then runs Playwright's
 // worker entry, as a fresh fork would. Nothing that reads the environment as it loads is loaded
@@ -29,8 +30,8 @@ const BROWSER_VARIABLES = new RegExp('^(TZ|TZDIR|LANG|LANGUAGE|LC_.*|LOCPATH|GCO
 
 // Chromium, launched ahead with the options the run's `browser` fixture will ask for: the generated
 // config's launchOptions (given on the command line) and the first worker's artifacts folders under
-// the run's directory (this process's cwd). Launched once warm.js has loaded ({launch: true}): on a
-// busy machine, where runners load slowly (warm.py), the runner a run needs comes first.
+// the run's directory (this process's cwd). Launched once warm.js has loaded ({launch: true}) and
+// the CPU is free (whenIdle): on a busy machine the runner a run needs comes first.
 // Playwright's `browser` fixture launches through chromium.launch(); its first call gets this
 // browser if it asks for exactly these options and the environment is the same in
 // BROWSER_VARIABLES; otherwise it is closed and a browser launched as always. A test that launches
@@ -76,11 +77,45 @@ function sameNice(pid, tries) {
   } // else no autogroups here, or the browser is gone
 }
 
+// The launch ahead waits for CPU to spare: most of the machine idle (IDLE_SHARE over a SAMPLE_MS
+// window of /proc/stat), or WAIT_MS at most. A browser is a guess at what the run needs (a test may
+// use none): on a busy machine it must not slow the runs going on, nor the runners still loading,
+// which runs wait for. Once the run has taken this process, nothing is launched ahead: a run that
+// waited for its runner launches what it needs itself, as a cold run does.
+const IDLE_SHARE = 0.75;
+const SAMPLE_MS = 200;
+const WAIT_MS = 5000;
+let waiting = null;
+
+function whenIdle(then) {
+  const until = Date.now() + WAIT_MS;
+  let last = cpuTimes();
+  waiting = setInterval(() => {
+    const now = cpuTimes();
+    if (!now || !last || now.idle - last.idle >= IDLE_SHARE * (now.total - last.total) || Date.now() >= until) {
+      clearInterval(waiting);
+      then();
+    }
+    last = now;
+  }, SAMPLE_MS);
+}
+
+// The machine's idle and total CPU time so far (clock ticks), or null if /proc/stat can't say.
+function cpuTimes() {
+  try {
+    const ticks = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    return { idle: ticks[3] + ticks[4], total: ticks.reduce((sum, n) => sum + n, 0) }; // idle, iowait
+  } catch (error) {
+    return null;
+  }
+}
+
 process.on('message', function ahead(message) {
   if (message.launch && process.argv[3])
-    launchAhead(process.argv[3]);
+    whenIdle(() => launchAhead(process.argv[3]));
   if (message.env) {
     process.off('message', ahead); // the channel is Playwright's from here
+    clearInterval(waiting);
     run(message);
   }
 });
