@@ -48,6 +48,14 @@ def oldest_timestamp(messages: Iterable[bytes | str | None]) -> int | None:
     return min(stamps) if stamps else None
 
 
+def any_waiting(client: redis.Redis, namespace: str, names: Iterable[str]) -> bool:
+    """Whether a message waits in any of these queues, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(f"{namespace}:{name}")
+    return any(pipe.execute())
+
+
 def inspect(client: redis.Redis, namespace: str, names: Iterable[str]) -> list[QueueState]:
     """Each queue's state, in two round trips to Redis whatever the queues' lengths."""
     names = list(names)

@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from supertest import logs, models, registry
+from supertest import execution, logs, models, registry
 from supertest.extensions import db
 from supertest.services import accounts, metrics
 from tests.conftest import REDIS_URL, ProcfileProcess, make_app, running_workers
@@ -235,9 +235,13 @@ def test_queues_count_what_waits_and_what_workers_hold(app: Flask, settings: dic
     quiet = make_app({**settings, "QUEUE_NAMESPACE": namespace, "METRICS_TOKEN": METRICS_TOKEN})
     client = quiet.test_client()
     try:
+        with quiet.app_context():
+            runs_waiting = execution.queue_backlog()  # what a worker's warm runners ask (no head start then)
+        assert not runs_waiting()
         actor = quiet.extensions["actors"]["execute_test_run"]
         actor.send("never-run-1")
         actor.send("never-run-2")
+        assert runs_waiting()
         broker = actor.broker
         broker.slots.size = 1  # as a worker with one thread sizes it
         consumer = broker.consume("test-execution", prefetch=1, timeout=1000)

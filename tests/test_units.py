@@ -229,3 +229,47 @@ def test_a_warm_runner_discarded_lets_go_of_its_uid_even_when_its_end_fails(
     assert let_go == [True] and not (tmp_path / "run").exists()
     assert process.stdout is not None
     process.stdout.close()
+
+
+@pytest.mark.parametrize("runs_wait", [True, False])
+def test_a_slots_next_warm_runner_starts_when_its_run_takes_one_only_while_runs_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs_wait: bool) -> None:
+    """With runs waiting in the queues, a run that takes a runner starts its slot's next at once;
+    with none, only after the head start (60 s here), or when the run gives its runner back."""
+    import subprocess
+    import time
+    from contextlib import ExitStack
+
+    from supertest.execution import warm
+    from tests.helpers import wait_until
+
+    monkeypatch.setattr(warm, "HEADSTART_SECONDS", 60)
+    started: list[warm.Warm] = []
+
+    def starter(recipe: warm.Recipe) -> warm.Warm:
+        home = tmp_path / f"warm-{len(started)}"
+        home.mkdir()
+        process = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   start_new_session=True)
+        started.append(warm.Warm(process, home, tmp_path / "tmp", None, {"HOME": str(home)}, recipe.key(), ExitStack()))
+        return started[-1]
+
+    recipe = warm.Recipe(None, "node", tmp_path / "cli.js", [], tmp_path, "")  # type: ignore[arg-type]
+    pool = warm.WarmRunners(recipe, starter, backlog=lambda: runs_wait)
+    try:
+        pool.resize(1)
+        wait_until(lambda: len(started) == 1, 10, "the slot's first runner started")
+        taken = pool.take()
+        assert taken is started[0]
+        if runs_wait:
+            wait_until(lambda: len(started) == 2, 10, "the slot's next runner started with the run")
+        else:
+            time.sleep(0.5)
+            assert len(started) == 1, "a runner started within the head start with no run waiting"
+            pool.give_back(taken)
+            wait_until(lambda: len(started) == 2, 10, "the slot's next runner started after the run")
+    finally:
+        pool.close()
+        for runner in started:
+            if runner.process.stdout and not runner.process.stdout.closed:
+                runner.discard()

@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 
 from dramatiq.middleware import Shutdown
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from supertest import events, logs, nofollow
+from supertest import events, logs, nofollow, queues
 from supertest.connections import redis_client
 from supertest.execution import collect, preflight, processes, redact, results, runner, sandbox, workspace
 from supertest.execution import warm as warm_runners
@@ -304,8 +305,22 @@ def warm_up(slots: int) -> None:
                                      Path(config["NODE_MODULES"]) / "@playwright" / "test" / "cli.js", readable,
                                      Path(config["RUNS_DIR"]), config["PLAYWRIGHT_BROWSERS_PATH"],
                                      workspace.launch_options(workspace.find_chromium(config["CHROMIUM_PATH"])))
-        pool = current_app.extensions["warm_runners"] = warm_runners.WarmRunners(recipe)
+        pool = current_app.extensions["warm_runners"] = warm_runners.WarmRunners(recipe, backlog=queue_backlog())
     pool.resize(slots)
+
+
+def queue_backlog() -> Callable[[], bool]:
+    """A check of whether runs wait in the run queues (false when Redis can't say)."""
+    from supertest.tasks import RUN_QUEUES  # tasks.py imports this module for its actors
+
+    client, namespace = redis_client(), current_app.config["QUEUE_NAMESPACE"]
+
+    def runs_waiting() -> bool:
+        try:
+            return queues.any_waiting(client, namespace, RUN_QUEUES)
+        except RedisError:
+            return False
+    return runs_waiting
 
 
 def cool_down() -> None:

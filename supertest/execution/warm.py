@@ -51,6 +51,8 @@ LOADING_NICE = 19
 # A slot's next runner starts loading this long after its run took the last one, not when the run
 # ends: runs back to back then find it ready (bench/throughput.py), while a run's own start, its
 # browser's page and its report (about a second of CPU) are not slowed by the load of the next.
+# With runs waiting in the queues it starts at once: the next run is sure to come, and the load,
+# at LOADING_NICE, takes only the CPU the runs in progress leave.
 HEADSTART_SECONDS = 1.5
 
 
@@ -199,18 +201,22 @@ def _at_low_priority(preexec: Callable[[], None]) -> Callable[[], None]:
 
 class WarmRunners:
     """The warm runners of one worker process: one per run slot, idle or serving its run; a slot's
-    next runner loads alongside its run once the run has had HEADSTART_SECONDS to itself.
+    next runner loads alongside its run once the run has had HEADSTART_SECONDS to itself, or at
+    once while runs wait in the queues.
 
     A thread of its own starts them, and lives as long as the process: a child's death signal
     (die_with_worker) fires when the *thread* that started it ends, not only the process.
     """
 
-    def __init__(self, recipe: Recipe, starter: Callable[[Recipe], Warm] = start) -> None:
+    def __init__(self, recipe: Recipe, starter: Callable[[Recipe], Warm] = start,
+                 backlog: Callable[[], bool] = lambda: False) -> None:
         self.recipe = recipe
         self.starter = starter
+        self.backlog = backlog  # whether runs wait in the queues (no head start then)
         self.size = 0
         self._idle: list[Warm] = []
-        self._serving: dict[int, float] = {}  # id() of each runner serving a run → when it was taken
+        # id() of each runner serving a run → when its slot's next runner starts loading
+        self._serving: dict[int, float] = {}
         self._closed = False
         self._changed = threading.Condition()
         threading.Thread(target=self._keep, name="warm-runners", daemon=True).start()
@@ -227,12 +233,13 @@ class WarmRunners:
         dropped: list[Warm] = []
         taken = None
         key = self.recipe.key()
+        headstart = 0.0 if self.backlog() else HEADSTART_SECONDS
         with self._changed:
             while self._idle and taken is None:
                 warm = self._idle.pop(0)
                 if warm.alive() and warm.key == key and time.monotonic() - warm.started < MAX_AGE_SECONDS:
                     taken = warm
-                    self._serving[id(warm)] = time.monotonic()
+                    self._serving[id(warm)] = time.monotonic() + headstart
                 else:
                     dropped.append(warm)
             self._changed.notify_all()
@@ -265,9 +272,9 @@ class WarmRunners:
             return surplus
 
     def _keep(self) -> None:
-        """Start a runner whenever fewer than `size` are idle or were taken less than
-        HEADSTART_SECONDS ago; look now and then (also when full) for an idle one that died or went
-        stale, so it is replaced before a run finds it."""
+        """Start a runner whenever fewer than `size` are idle or serving a run within its head
+        start; look now and then (also when full) for an idle one that died or went stale, so it is
+        replaced before a run finds it."""
         while True:
             with self._changed:
                 if self._closed:
@@ -275,8 +282,7 @@ class WarmRunners:
                 stale = [warm for warm in self._idle if not warm.alive() or self._old(warm)]
                 self._idle = [warm for warm in self._idle if warm not in stale]
                 now = time.monotonic()
-                starting = [taken + HEADSTART_SECONDS - now for taken in self._serving.values()
-                            if taken + HEADSTART_SECONDS > now]
+                starting = [due - now for due in self._serving.values() if due > now]
                 if not stale and len(self._idle) + len(starting) >= self.size:
                     self._changed.wait(timeout=min([RETRY_SECONDS, *starting]))
                     continue
