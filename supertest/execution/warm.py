@@ -6,9 +6,9 @@ uid of its own held from SANDBOX_UIDS, the limits, pasta's private network), its
 directory and TMPDIR, the environment runner.child_env builds. It runs warm.js, which loads
 Playwright's runner, forks Playwright's first test worker process ahead (warm-worker.js: its
 modules loaded, its environment given when it is taken, Chromium launched with the config's launch
-options for its `browser` fixture once the runner has loaded and the CPU is free), installs Playwright's source
-transform in both (and primes babel in the runner), and waits on stdin, all at the lowest priority
-(LOADING_NICE). A run that takes it gives it the normal priority back, writes its files into that
+options for its `browser` fixture once the runner has loaded and the CPU is free), installs
+Playwright's source transform in both (and primes babel in the runner), and waits on stdin, all at
+the lowest priority (LOADING_NICE). A run that takes it gives it the normal priority back, writes its files into that
 directory, sends the run's own variables, and from then on the runner (runner.watch) sees it
 through as a cold run: deadline, stop, event lines, the kill of its group and strays. Afterwards it
 is thrown away with its directories and uid, and a fresh one is started for the slot: no two runs
