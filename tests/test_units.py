@@ -273,3 +273,35 @@ def test_a_slots_next_warm_runner_starts_when_its_run_takes_one_only_while_runs_
         for runner in started:
             if runner.process.stdout and not runner.process.stdout.closed:
                 runner.discard()
+
+
+def test_a_child_whose_worker_dies_before_it_asks_for_the_death_signal_does_not_run_on() -> None:
+    """The death signal is asked for at the end of a child's set-up (sandbox._contain), which on a
+    busy machine can take seconds (pasta's network, at nice 19 for a warm runner): a worker killed
+    meanwhile sent no signal, and the sandbox ran on with nobody to end it. Given the worker's pid,
+    die_with_worker sees the worker is gone and ends the child there."""
+    import subprocess
+    import sys
+    import time
+
+    from supertest.execution.processes import pids
+    from tests.helpers import cmdline, kill
+
+    marker = f"{time.time() % 1000:.6f}"  # sleep's argument: this test's child and nobody else's
+    worker = subprocess.Popen([sys.executable, "-c", f"""
+import os, subprocess, time
+from supertest.execution.processes import die_with_worker
+worker = os.getpid()
+print("starting", flush=True)
+subprocess.Popen(["sleep", "{marker}"], start_new_session=True,
+                 preexec_fn=lambda: (time.sleep(1.5), die_with_worker(worker)))
+"""], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None and worker.stdout.readline() == "starting\n"
+    time.sleep(0.5)
+    worker.kill()  # while its child still sets up (Popen waits for the exec)
+    worker.stdout.close()
+    worker.wait()
+    time.sleep(2)
+    left = [pid for pid in pids() if cmdline(pid) == b"sleep\0" + marker.encode() + b"\0"]
+    kill(left)
+    assert left == [], "the child ran on after its worker was gone"

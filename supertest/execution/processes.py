@@ -51,13 +51,19 @@ def environ_of(pid: int) -> list[bytes]:
         return []
 
 
-def die_with_worker() -> None:
+def die_with_worker(worker: int | None = None) -> None:
     """In the child, before exec: a SIGKILL when the worker dies (even by SIGKILL), so a lost
-    worker leaves no test running that nobody watches. Linux only; elsewhere a no-op."""
+    worker leaves no test running that nobody watches. Linux only; elsewhere a no-op.
+
+    `worker`: the worker's pid, read before the fork. A worker that died before this was asked for
+    sends nothing (the child has another parent already): the child then ends here. Without it, the
+    window is as long as what the child did first (a private network's set-up: milliseconds)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
-        pass
+        return
+    if worker is not None and os.getppid() != worker:
+        os._exit(1)
 
 
 def set_session_nice(pid: int | str, nice: int, tries: int = 1) -> None:

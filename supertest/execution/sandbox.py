@@ -157,15 +157,16 @@ class Sandbox:
                 chown_tree(path, *ids)
         # First: with SANDBOX_NETWORK=private and no bwrap here, this refuses the run.
         pasta = pasta_command() if self.uses_private_network() else None
+        worker = os.getpid()  # the child's parent, as long as it lives (die_with_worker)
         if not self.uses_bwrap():
             # No namespaces: the child itself drops to the user, so the user owns every process it starts.
-            return Launch(argv, lambda: _contain(self.limits, ids))
+            return Launch(argv, lambda: _contain(self.limits, ids, worker=worker))
         resolv_conf = None
         if pasta:
             resolv_conf = tmp_dir / "resolv.conf"
             resolv_conf.write_text(sandbox_resolv_conf(_read("/etc/resolv.conf")))
         command = bwrap_command(argv, run_dir, tmp_dir, readable, ids, resolv_conf)
-        return Launch(command, lambda: _contain(self.limits, None, ignore_sigint=True, pasta=pasta),
+        return Launch(command, lambda: _contain(self.limits, None, ignore_sigint=True, pasta=pasta, worker=worker),
                       wrapped=True, private_network=pasta is not None)
 
 
@@ -228,9 +229,10 @@ def _parents(paths: Iterable[str]) -> list[str]:
 
 
 def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = False,
-             pasta: list[str] | None = None) -> None:
+             pasta: list[str] | None = None, worker: int | None = None) -> None:
     """In the child, before exec: a network of its own (with `pasta`), limits, then the user (no way
-    back), then a SIGKILL when the worker dies (set last: changing the user clears it)."""
+    back), then a SIGKILL when the worker (pid `worker`) dies: set last, as changing the user clears
+    it, and the child ends if the worker died before that (die_with_worker)."""
     if ignore_sigint:
         # bwrap would die of the SIGINT the runner sends the group on a deadline, and take the test
         # with it before Playwright writes its report. Node installs its own handler over this.
@@ -244,7 +246,7 @@ def _contain(limits: Limits, ids: tuple[int, int] | None, ignore_sigint: bool = 
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
-    die_with_worker()
+    die_with_worker(worker)
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
