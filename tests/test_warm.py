@@ -404,14 +404,16 @@ def test_a_spec_that_asks_for_a_selenium_grid_does_not_get_the_browser_launched_
 
 
 # Forks warm-worker.js as warm.js does (no sandbox: what is tested is the spare's own choice), tells
-# it to launch its browser ahead and, unless TAKE is "never", hands it a run at once: ENTRY, which
-# prints how many browsers the spare has started, a second and a half later.
+# it to launch its browser ahead, and then, by `take`: hands it a run at once ("now": ENTRY, which
+# prints how many browsers the spare has started, a second and a half later), leaves it idle
+# ("never"), or leaves it behind ("orphan": this runner ends).
 SPARE = """const { fork } = require('child_process');
 const [worker, lib, options, entry, take] = process.argv.slice(2);
 const spare = fork(worker, [lib, options], { stdio: 'inherit' });
 console.log('SPARE ' + spare.pid);
 spare.send({ launch: true });
-if (take !== 'never') spare.send({ env: process.env, entry });
+if (take === 'now') spare.send({ env: process.env, entry });
+if (take === 'orphan') process.exit(0); // as a runner killed with its worker
 """
 ENTRY = """const fs = require('fs');
 const children = () => fs.readdirSync('/proc').filter((pid) => /^\\d+$/.test(pid)).filter((pid) => {
@@ -423,12 +425,13 @@ setTimeout(() => { console.log('BROWSERS ' + children().length); process.exit(0)
 """
 
 
-@pytest.mark.parametrize("taken", [True, False])
-def test_a_spare_launches_its_browser_ahead_only_while_no_run_has_taken_it(app: Flask, tmp_path: Path,
-                                                                          taken: bool) -> None:
+@pytest.mark.parametrize("take", ["now", "never", "orphan"])
+def test_a_spare_launches_its_browser_ahead_only_while_idle_and_ends_with_its_runner(app: Flask, tmp_path: Path,
+                                                                                    take: str) -> None:
     """A run that takes the spare before its launch ahead starts gets no browser from it (it launches
     one itself if its tests ask for one); an idle spare launches its browser, once the CPU is free
-    or within warm-worker.js's WAIT_MS."""
+    or within warm-worker.js's WAIT_MS; a spare whose runner is gone ends, and launches nothing
+    (the test suite once found one, with its browser, alive long after its worker was killed)."""
     from supertest.execution import workspace
 
     harness, entry = tmp_path / "spare.js", tmp_path / "entry.js"
@@ -437,7 +440,7 @@ def test_a_spare_launches_its_browser_ahead_only_while_no_run_has_taken_it(app: 
     lib = Path(app.config["NODE_MODULES"]) / "playwright" / "lib"
     options = json.dumps(workspace.launch_options(workspace.find_chromium(app.config["CHROMIUM_PATH"])))
     process = subprocess.Popen(["node", str(harness), str(warm.WARM_WORKER_JS), str(lib.resolve()), options,
-                                str(entry), "now" if taken else "never"],
+                                str(entry), take],
                                cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True)
     browsers: list[int] = []
 
@@ -447,10 +450,14 @@ def test_a_spare_launches_its_browser_ahead_only_while_no_run_has_taken_it(app: 
     try:
         assert process.stdout is not None
         spare = int(process.stdout.readline().split()[1])
-        if taken:
+        if take == "now":
             assert process.stdout.readline().strip() == "BROWSERS 0"
-        else:
+        elif take == "never":
             wait_until(launched, 30, "the idle spare launched its browser")
+        else:
+            wait_until(lambda: not Path(f"/proc/{spare}").exists() or parent_of(spare) is None, 10,
+                       "the spare ended with its runner")
+            assert not launched(), "the spare left a browser behind"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         kill(browsers)  # in a session of their own

@@ -114,10 +114,19 @@ process.on('message', function ahead(message) {
     whenIdle(() => launchAhead(process.argv[3]));
   if (message.env) {
     process.off('message', ahead); // the channel is Playwright's from here
+    process.off('disconnect', orphaned); // and so is its end: Playwright's worker entry closes gracefully
     clearInterval(waiting);
     run(message);
   }
 });
+
+// A spare whose runner is gone (killed, or ended when the worker's end closed its stdin) has no run
+// to wait for: it ends, rather than live on with a browser it launched ahead. Nothing else may: a
+// worker killed as its runner loaded has left one, browser and all, in a sandbox that outlived it.
+function orphaned() {
+  process.exit(0);
+}
+process.on('disconnect', orphaned);
 
 function run({ env, entry }) {
   for (const name of Object.keys(process.env)) delete process.env[name];
