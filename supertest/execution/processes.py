@@ -56,8 +56,9 @@ def die_with_worker(worker: int | None = None) -> None:
     worker leaves no test running that nobody watches. Linux only; elsewhere a no-op.
 
     `worker`: the worker's pid, read before the fork. A worker that died before this was asked for
-    sends nothing (the child has another parent already): the child then ends here. Without it, the
-    window is as long as what the child did first (a private network's set-up: milliseconds)."""
+    sends nothing (the child has another parent already): the child then ends here. Without it, a
+    worker that dies while the child sets up (sandbox._contain: seconds, at nice 19 on a busy
+    machine) leaves the child to run on."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):

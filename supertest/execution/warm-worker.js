@@ -2,8 +2,8 @@
 // modules a Playwright worker process needs are loaded, Chromium is launched (with CPU to spare),
 // and it waits. When the run's runner forks its first worker, warm.js hands this one over instead,
 // with the environment the fork was given: it takes that environment as its own, then runs
-// Playwright's worker entry, as a fresh fork would. Nothing that reads the environment as it loads is loaded
-// before that, bar what a run setting STARTING_VARIABLES (warm.py) never uses.
+// Playwright's worker entry, as a fresh fork would. Nothing that reads the environment as it loads
+// is loaded before that, bar what a run setting STARTING_VARIABLES (warm.py) never uses.
 // Usage: node warm-worker.js <playwright's lib/> [<launch options, JSON>]
 const path = require('path');
 const { installTransform, markRun } = require('./warm-shared.js');
