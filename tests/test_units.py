@@ -305,3 +305,43 @@ subprocess.Popen(["sleep", "{marker}"], start_new_session=True,
     left = [pid for pid in pids() if cmdline(pid) == b"sleep\0" + marker.encode() + b"\0"]
     kill(left)
     assert left == [], "the child ran on after its worker was gone"
+
+
+def test_a_sandbox_a_dead_worker_left_in_the_runs_folder_is_killed_and_nothing_else(tmp_path: Path) -> None:
+    """Stand-ins for bwrap (named so, with its --chdir): one whose parent died, in the runs folder
+    (killed); one whose parent died, elsewhere; one whose parent lives (ours), in the runs folder."""
+    import subprocess
+    import sys
+    import time
+
+    from supertest.execution.processes import kill_orphaned_sandboxes, parent_of, pids
+    from tests.helpers import cmdline, kill, wait_until
+
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    marker = f"{time.time() % 1000:.6f}"
+
+    def bwrap(folder: Path, orphaned: bool) -> str:
+        command = f"exec -a bwrap {sys.executable} -c 'import time; time.sleep(60)' {marker} --chdir {folder}"
+        if orphaned:  # started in the background by a shell that ends at once: its parent becomes init
+            subprocess.run(["bash", "-c", command + " &"], check=True)
+        else:
+            kept.append(subprocess.Popen(["bash", "-c", command]))
+        return str(folder)
+
+    def found() -> dict[str, int | None]:
+        return {args[-1].decode(): parent_of(pid) for pid in pids()
+                if (args := cmdline(pid).split(b"\0")[:-1]) and args[0] == b"bwrap" and marker.encode() in args}
+
+    kept: list[subprocess.Popen] = []
+    try:
+        stuck, other = bwrap(runs / "warm-1", True), bwrap(elsewhere / "warm-1", True)
+        live = bwrap(runs / "warm-2", False)
+        wait_until(lambda: len(found()) == 3 and found()[stuck] == 1 == found()[other], 10,
+                   "the three stand-ins started")
+        assert kill_orphaned_sandboxes(str(runs)) == 1
+        wait_until(lambda: stuck not in found(), 10, "the stuck sandbox killed")
+        assert set(found()) == {other, live}
+    finally:
+        kill([pid for pid in pids() if marker.encode() in cmdline(pid)])
+        for process in kept:
+            process.wait()

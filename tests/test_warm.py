@@ -445,7 +445,8 @@ def test_a_spare_launches_its_browser_ahead_only_while_idle_and_ends_with_its_ru
     browsers: list[int] = []
 
     def launched() -> bool:
-        browsers[:] = [pid for pid in processes.pids() if parent_of(pid) == spare and b"chrom" in cmdline(pid)]
+        browsers[:] = [pid for pid in processes.pids()
+                       if processes.parent_of(pid) == spare and b"chrom" in cmdline(pid)]
         return bool(browsers)
     try:
         assert process.stdout is not None
@@ -455,7 +456,7 @@ def test_a_spare_launches_its_browser_ahead_only_while_idle_and_ends_with_its_ru
         elif take == "never":
             wait_until(launched, 30, "the idle spare launched its browser")
         else:
-            wait_until(lambda: not Path(f"/proc/{spare}").exists() or parent_of(spare) is None, 10,
+            wait_until(lambda: processes.parent_of(spare) is None, 10,
                        "the spare ended with its runner")
             assert not launched(), "the spare left a browser behind"
     finally:
@@ -464,10 +465,3 @@ def test_a_spare_launches_its_browser_ahead_only_while_idle_and_ends_with_its_ru
         process.wait()
         assert process.stdout is not None
         process.stdout.close()
-
-
-def parent_of(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None

@@ -294,8 +294,12 @@ def sandbox_problem() -> str | None:
 
 def warm_up(slots: int) -> None:
     """Keep a warm runner for each of this worker process's `slots` (WARM_RUNNERS, warm.py), once
-    runs can start in its sandbox. Called again, it only resizes."""
+    runs can start in its sandbox. Called again (housekeeping's sandbox check), it only resizes.
+    Each call first ends the sandboxes in RUNS_DIR that a dead worker left stuck, cold runs' too
+    (processes.kill_orphaned_sandboxes)."""
     config = current_app.config
+    if killed := processes.kill_orphaned_sandboxes(str(config["RUNS_DIR"])):
+        log.warning("killed %s sandbox(es) left in %s by a worker that died", killed, config["RUNS_DIR"])
     if not config["WARM_RUNNERS"] or sandbox_problem():
         return
     pool = current_app.extensions.get("warm_runners")

@@ -34,13 +34,43 @@ def pids() -> list[int]:
 
 def session_of(pid: int) -> int | None:
     """The session of a live process; None for one that is gone or already dead (a zombie)."""
+    stat = _stat(pid)
+    return None if stat is None else stat[2]
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent of a live process; None for one that is gone or already dead (a zombie)."""
+    stat = _stat(pid)
+    return None if stat is None else stat[0]
+
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """A live process's parent, process group and session."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-            state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
+            state, ppid, pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
     except (OSError, ValueError):
         return None
-    return None if state == b"Z" else int(session)
+    return None if state == b"Z" else (int(ppid), int(pgrp), int(session))
+
+
+def kill_orphaned_sandboxes(runs_dir: str) -> int:
+    """SIGKILL every bwrap whose parent is init and whose folder (--chdir) is under `runs_dir`: a
+    sandbox whose worker died while bwrap set it up. Its child then waits for good for a word from
+    the bwrap above it (an eventfd: no end of file), a process nobody ends. A live worker's
+    sandboxes have the worker, or bwrap, as their parent. Returns how many were killed."""
+    prefix = runs_dir.rstrip("/") + "/"
+
+    def orphaned(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+            folder = args[args.index(b"--chdir") + 1].decode()
+        except (OSError, ValueError, IndexError):
+            return False
+        return args[0].endswith(b"bwrap") and folder.startswith(prefix) and parent_of(pid) == 1
+    return _kill_matching(orphaned, passes=1)
 
 
 def environ_of(pid: int) -> list[bytes]:
