@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+MAX_SANDBOX_CMDLINE = 256 * 1024  # read of a process kill_orphaned_sandboxes looks at
 
 
 def kill_strays(session: int, home: str, passes: int = 5) -> int:
@@ -35,7 +36,7 @@ def pids() -> list[int]:
 def session_of(pid: int) -> int | None:
     """The session of a live process; None for one that is gone or already dead (a zombie)."""
     stat = _stat(pid)
-    return None if stat is None else stat[2]
+    return None if stat is None else stat[1]
 
 
 def parent_of(pid: int) -> int | None:
@@ -44,15 +45,15 @@ def parent_of(pid: int) -> int | None:
     return None if stat is None else stat[0]
 
 
-def _stat(pid: int) -> tuple[int, int, int] | None:
-    """A live process's parent, process group and session."""
+def _stat(pid: int) -> tuple[int, int] | None:
+    """A live process's parent and session."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
-            state, ppid, pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
+            state, ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
     except (OSError, ValueError):
         return None
-    return None if state == b"Z" else (int(ppid), int(pgrp), int(session))
+    return None if state == b"Z" else (int(ppid), int(session))
 
 
 def kill_orphaned_sandboxes(runs_dir: str) -> int:
@@ -63,13 +64,16 @@ def kill_orphaned_sandboxes(runs_dir: str) -> int:
     prefix = runs_dir.rstrip("/") + "/"
 
     def orphaned(pid: int) -> bool:
+        if parent_of(pid) != 1:  # first: few processes are init's, and only theirs need reading
+            return False
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                args = cmdline.read().split(b"\0")
+                # ours is a few KB; a process that made its own longer is not ours
+                args = cmdline.read(MAX_SANDBOX_CMDLINE).split(b"\0")
             folder = args[args.index(b"--chdir") + 1].decode()
         except (OSError, ValueError, IndexError):
             return False
-        return args[0].endswith(b"bwrap") and folder.startswith(prefix) and parent_of(pid) == 1
+        return args[0].endswith(b"bwrap") and folder.startswith(prefix)
     return _kill_matching(orphaned, passes=1)
 
 

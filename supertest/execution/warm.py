@@ -8,11 +8,12 @@ Playwright's runner, forks Playwright's first test worker process ahead (warm-wo
 modules loaded, its environment given when it is taken, Chromium launched with the config's launch
 options for its `browser` fixture once the runner has loaded and the CPU is free), installs
 Playwright's source transform in both (and primes babel in the runner), and waits on stdin, all at
-the lowest priority (LOADING_NICE). A run that takes it gives it the normal priority back, writes its files into that
-directory, sends the run's own variables, and from then on the runner (runner.watch) sees it
-through as a cold run: deadline, stop, event lines, the kill of its group and strays. Afterwards it
-is thrown away with its directories and uid, and a fresh one is started for the slot: no two runs
-ever share one. docs/architecture.md ("Warm runners") says what it saves and costs.
+the lowest priority (LOADING_NICE). A run that takes it gives it the normal priority back, writes
+its files into that directory, sends the run's own variables, and from then on the runner
+(runner.watch) sees it through as a cold run: deadline, stop, event lines, the kill of its group
+and strays. Afterwards it is thrown away with its directories and uid, and a fresh one is started
+for the slot: no two runs ever share one. docs/architecture.md ("Warm runners") says what it saves
+and costs.
 """
 from __future__ import annotations
 
@@ -233,19 +234,22 @@ class WarmRunners:
         dropped: list[Warm] = []
         taken = None
         key = self.recipe.key()
-        headstart = 0.0 if self.backlog() else HEADSTART_SECONDS
         with self._changed:
             while self._idle and taken is None:
                 warm = self._idle.pop(0)
                 if warm.alive() and warm.key == key and time.monotonic() - warm.started < MAX_AGE_SECONDS:
                     taken = warm
-                    self._serving[id(warm)] = time.monotonic() + headstart
+                    self._serving[id(warm)] = time.monotonic() + HEADSTART_SECONDS
                 else:
                     dropped.append(warm)
             self._changed.notify_all()
         self._discard(dropped, "died or went stale while idle")
-        if taken:  # also while it finishes loading
-            processes.set_run_nice(taken.process.pid, taken.env["HOME"], 0)
+        if taken:
+            processes.set_run_nice(taken.process.pid, taken.env["HOME"], 0)  # also while it finishes loading
+            if self.backlog():  # asked outside the lock, and only for a run that took a runner
+                with self._changed:
+                    self._serving[id(taken)] = time.monotonic()
+                    self._changed.notify_all()
         return taken
 
     def give_back(self, warm: Warm) -> None:
