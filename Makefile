@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 # Tests that need no service and no browser: `make check` runs them with the linters, in seconds.
-UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py tests/test_users.py tests/test_slots.py tests/test_operations_units.py
+UNIT_TESTS := tests/test_units.py tests/test_outcomes.py tests/test_layers.py tests/test_collect.py tests/test_users.py tests/test_slots.py tests/test_operations_units.py tests/test_splice.py
 
 .PHONY: install run test test-postgres test-sqlite suite-postgresql suite-sqlite lint check bench clean
 

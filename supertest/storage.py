@@ -11,6 +11,7 @@ import mimetypes
 import os
 import posixpath
 import shutil
+import socket
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ import botocore.httpsession
 import urllib3
 from werkzeug.http import parse_range_header
 
-from supertest import nofollow
+from supertest import nofollow, splice
 from supertest.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -248,13 +249,14 @@ class S3Reports:
         except botocore.exceptions.BotoCoreError as error:
             raise StorageError(str(error)) from error
 
-    def open(self, key: str, range_header: str | None) -> ReportFile | None:
+    def open(self, key: str, range_header: str | None, sink: socket.socket | None = None) -> ReportFile | None:
         """Stream an object, honouring a Range header; None when there is no such object.
 
         Its body goes on as it arrives (read1: up to CHUNK of what is there, not a full CHUNK
         waited for). Reading S3 and writing to the client overlap in the kernel's socket buffers:
         a thread reading ahead of the client cost more (a queue, a switch each piece) than it
-        gained (bench/proxy.py)."""
+        gained (bench/proxy.py). Given the client's `sink` (splice.client_socket), what is left
+        after the first piece, if more than a CHUNK, is spliced from S3's socket into it."""
         wanted = parse_range_header(range_header) if range_header else None
         # One range, as the local disk serves: several (a multipart answer) or a malformed one get
         # the whole file, as HTTP allows.
@@ -283,12 +285,24 @@ class S3Reports:
             response.close()
             raise StorageError(f"S3 answered GET {self.bucket}/{key} without a usable length or range") from error
 
+        # S3's socket, if the rest of the body may be spliced from it into the client's: a plain
+        # connection and a body that is the file's bytes (not chunked). urllib3's connection is
+        # http.client's, with its socket (the protocol it is typed as has none).
+        source: socket.socket | None = getattr(response.connection, "sock", None) \
+            if sink and not response.chunked else None
+        source = source if source and splice.plain(source) else None
+
         def chunks() -> Generator[bytes, None, None]:
             got = 0
             try:
                 while got < length and (chunk := response.read1(min(CHUNK, length - got))):
                     got += len(chunk)
-                    yield chunk
+                    yield chunk  # the server writes it, with the response's head, before asking for more
+                    if sink and source and length - got > CHUNK:
+                        # A read1 of more than http.client's buffer (8 KB) has emptied it: the rest
+                        # is on the socket. Its connection is then closed, not pooled (see close()).
+                        got += splice.splice(source, sink, length - got)
+                        break
                 if got != length:  # as botocore would: a short body is an error, not a smaller file
                     raise StorageError(f"S3 sent {got} of {length} bytes of {self.bucket}/{key}")
             finally:
@@ -364,14 +378,16 @@ class ReportStore:
             bucket.delete(run_id)
         self.local.delete(run_id)
 
-    def open(self, where: str, kind: str, key: str, range_header: str | None) -> ReportFile | None:
+    def open(self, where: str, kind: str, key: str, range_header: str | None,
+             sink: socket.socket | None = None) -> ReportFile | None:
         """A file of a stored report (see report_key), from where its run says it is; None if absent.
-        RangeNotSatisfiable for a range outside it, StorageError when S3 cannot be reached."""
+        RangeNotSatisfiable for a range outside it, StorageError when S3 cannot be reached. `sink`:
+        the client's socket, when S3's bytes may be spliced into it (S3Reports.open)."""
         bucket = self.buckets.get(kind)
         if where == S3:
             if bucket is None:
                 raise StorageError("this report is in S3, but S3 is not configured")
-            return bucket.open(key, range_header)
+            return bucket.open(key, range_header, sink)
         return self.local.open(key, range_header)
 
     def check(self) -> None:

@@ -12,7 +12,7 @@ from supertest.config import PROJECT_ROOT
 LAYERS = [
     # Pure pieces: settings, the words, errors, file and process helpers, the run's hostile-file handling.
     ["supertest.config", "supertest.encryption", "supertest.errors", "supertest.outcomes", "supertest.extensions",
-     "supertest.nofollow",
+     "supertest.nofollow", "supertest.splice",
      "supertest.connections", "supertest.locks", "supertest.execution.processes", "supertest.execution.collect",
      "supertest.execution.redact", "supertest.execution.results", "supertest.execution.progress",
      "supertest.execution.workspace", "supertest.execution.runner", "supertest.execution.users",

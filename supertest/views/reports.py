@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, request
 
+from supertest import splice
 from supertest.errors import NotFound, Problem
 from supertest.execution.workspace import JUNIT
 from supertest.models import Run
 from supertest.services import report_links, runs
-from supertest.storage import BadReportPath, RangeNotSatisfiable, ReportFile, report_key
+from supertest.storage import BadReportPath, RangeNotSatisfiable, report_key
 from supertest.views.responses import found
 
 bp = Blueprint("reports", __name__)
@@ -107,13 +108,7 @@ def _shard_key(run: Run, index: int, path: str) -> tuple[str, str]:
 
 def _serve_shard(run: Run, index: int, path: str) -> Response:
     where, key = _shard_key(run, index, path)
-    try:
-        file = current_app.extensions["reports"].open(where, run.kind, key, request.headers.get("Range"))
-    except RangeNotSatisfiable:
-        return Response(status=416, headers={"Content-Range": "bytes */*"})
-    if file is None:
-        raise NotFound(f"the shard's report has no file {path!r}")
-    return _stream(file)
+    return _stream(where, run.kind, key, f"the shard's report has no file {path!r}")
 
 
 class NotYet(Exception):
@@ -127,16 +122,20 @@ def not_yet(error: NotYet):
 
 def _serve(run: Run, path: str) -> Response:
     key = _check(run, path)
+    assert run.report_store is not None  # _check: the run has a report
+    return _stream(run.report_store, run.kind, key, f"the report has no file {path!r}")
+
+
+def _stream(where: str, kind: str, key: str, missing: str) -> Response:
+    """The file at `key`, from where its report is. Its bytes may go from S3 to the client's socket
+    in the kernel, past Flask and gunicorn (splice.client_socket says when)."""
     try:  # StorageError (S3 unreachable) is a 503 like everywhere else
-        file = current_app.extensions["reports"].open(run.report_store, run.kind, key, request.headers.get("Range"))
+        file = current_app.extensions["reports"].open(where, kind, key, request.headers.get("Range"),
+                                                      splice.client_socket(request.environ))
     except RangeNotSatisfiable:
         return Response(status=416, headers={"Content-Range": "bytes */*"})
     if file is None:
-        raise NotFound(f"the report has no file {path!r}")
-    return _stream(file)
-
-
-def _stream(file: ReportFile) -> Response:
+        raise NotFound(missing)
     headers = {**HEADERS, "Accept-Ranges": "bytes", "Content-Length": str(file.length)}
     if file.partial:
         headers["Content-Range"] = f"bytes {file.start}-{file.start + file.length - 1}/{file.total}"
