@@ -1,8 +1,9 @@
 """Bytes from one socket to another inside the kernel: splice(2) through a pipe, never copied into
-Python. The report proxy moves a large S3 object to its client this way (bench/proxy.py: a third
-less of the web process's CPU a GET). Waits are gevent's, as gunicorn's gevent worker serves."""
+Python. The report proxy moves a large S3 object to its client this way (bench/proxy.py: half the
+web process's CPU a GET). Waits are gevent's, as gunicorn's gevent worker serves."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -19,7 +20,8 @@ FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 def client_socket(environ: Mapping[str, Any]) -> socket.socket | None:
     """The socket a response's body may be spliced into behind the server's back, if there is one:
     gunicorn's gevent worker (it has written the head and every piece handed to it before it asks
-    for the next), HTTP/1 (a body is the bytes on the wire) and no TLS (which splice would skip)."""
+    for the next), HTTP/1 (a body is the bytes on the wire) and no TLS (which splice would skip).
+    Nothing between the view and gunicorn may read or change the body (none does)."""
     sock = environ.get("gunicorn.socket")
     if not isinstance(sock, gevent.socket.socket) or isinstance(sock, gevent.ssl.SSLSocket):
         return None
@@ -33,10 +35,19 @@ def plain(sock: socket.socket) -> bool:
     return sock.type == socket.SOCK_STREAM and not hasattr(sock, "cipher")
 
 
+class SourceFailed(Exception):
+    """The source broke off, went silent past its timeout, or cannot be spliced from: not the
+    client's doing (an error of the sink, the client gone, is raised as the OSError it is)."""
+
+
 def splice(source: socket.socket, sink: socket.socket, count: int) -> int:
-    """Move `count` bytes from `source` to `sink`; fewer when the source ends first. Each side's wait
-    is bounded by its own socket's timeout; an error (the client gone, a timeout) is raised."""
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    """Move up to `count` bytes from `source` to `sink`: fewer when the source ends first, none when
+    no pipe can be made (the caller copies instead). Each side's wait is bounded by its own
+    socket's timeout."""
+    try:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # out of file descriptors: nothing moved, nothing lost
+        return 0
     try:
         try:
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
@@ -44,8 +55,11 @@ def splice(source: socket.socket, sink: socket.socket, count: int) -> int:
             pass
         moved = 0
         while moved < count:
-            piece = _splice(source.fileno(), write_end, min(count - moved, PIPE_SIZE),
-                            lambda: gevent.socket.wait_read(source.fileno(), source.gettimeout()))
+            try:
+                piece = _splice(source.fileno(), write_end, min(count - moved, PIPE_SIZE),
+                                lambda: gevent.socket.wait_read(source.fileno(), source.gettimeout()))
+            except OSError as error:  # reset, timed out, or readable yet never spliceable
+                raise SourceFailed(f"{type(error).__name__}: {error}") from error
             if not piece:  # the source ended
                 break
             while piece:  # the pipe emptied into the sink before more is read
@@ -61,9 +75,17 @@ def splice(source: socket.socket, sink: socket.socket, count: int) -> int:
         os.close(write_end)
 
 
+# A socket said ready this many times in a row and still gave EAGAIN: it never will. TCP does that
+# with urgent (out-of-band) data waiting: splice stops at its mark, poll says readable.
+STUCK = 100
+
+
 def _splice(src: int, dst: int, count: int, wait: Callable[[], None]) -> int:
-    while True:
+    for _ in range(STUCK):
         try:
-            return os.splice(src, dst, count, flags=FLAGS)
+            moved = os.splice(src, dst, count, flags=FLAGS)
         except BlockingIOError:
             wait()
+            continue
+        return moved
+    raise BlockingIOError(errno.EAGAIN, f"ready {STUCK} times in a row, yet nothing could be spliced")

@@ -301,18 +301,20 @@ class S3Reports:
                     if sink and source and length - got > CHUNK:
                         # A read1 of more than http.client's buffer (8 KB) has emptied it: the rest
                         # is on the socket. Its connection is then closed, not pooled (see close()).
-                        got += splice.splice(source, sink, length - got)
-                        break
+                        # Whatever did not move (no pipe to be had) is copied on by this loop.
+                        try:
+                            got += splice.splice(source, sink, length - got)
+                        except splice.SourceFailed as error:
+                            raise StorageError(f"S3 broke off {self.bucket}/{key}: {error}") from error
                 if got != length:  # as botocore would: a short body is an error, not a smaller file
                     raise StorageError(f"S3 sent {got} of {length} bytes of {self.bucket}/{key}")
             finally:
                 close()
 
         def close() -> None:
-            if response.length_remaining == 0:
-                response.release_conn()  # read to the end: the connection serves the next file
-            else:
-                response.close()
+            if response.length_remaining != 0:  # left part read, or read past urllib3 (spliced)
+                response.close()  # so not reused; its slot in the pool still goes back
+            response.release_conn()  # read to the end: the connection serves the next file
 
         return ReportFile(Body(chunks(), close), length, total, content_type(key), start)
 
