@@ -313,8 +313,8 @@ class S3Reports:
 
         def close() -> None:
             if response.length_remaining != 0:  # left part read, or read past urllib3 (spliced)
-                response.close()  # so not reused; its slot in the pool still goes back
-            response.release_conn()  # read to the end: the connection serves the next file
+                response.close()  # not to be reused: the pool replaces it when next taken
+            response.release_conn()  # back to the pool, where one read to the end serves the next file
 
         return ReportFile(Body(chunks(), close), length, total, content_type(key), start)
 

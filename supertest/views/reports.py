@@ -82,8 +82,8 @@ def signed_file(signature: str, path: str):
     return _serve(run, f"report/{path}")
 
 
-def _check(run: Run, path: str) -> str:
-    """The storage key of `path`, once the run has a report to take it from."""
+def _check(run: Run, path: str) -> tuple[str, str]:
+    """Where the run's report is, and the storage key of `path` in it, once there is a report."""
     try:
         key = report_key(run.id, path)
     except BadReportPath:
@@ -92,7 +92,7 @@ def _check(run: Run, path: str) -> str:
         raise NotYet(run.status)
     if run.report_store is None:
         raise NotFound(run.error_message or "This run finished without a report.", code="no_report")
-    return key
+    return run.report_store, key
 
 
 def _shard_key(run: Run, index: int, path: str) -> tuple[str, str]:
@@ -121,9 +121,8 @@ def not_yet(error: NotYet):
 
 
 def _serve(run: Run, path: str) -> Response:
-    key = _check(run, path)
-    assert run.report_store is not None  # _check: the run has a report
-    return _stream(run.report_store, run.kind, key, f"the report has no file {path!r}")
+    where, key = _check(run, path)
+    return _stream(where, run.kind, key, f"the report has no file {path!r}")
 
 
 def _stream(where: str, kind: str, key: str, missing: str) -> Response:
