@@ -96,6 +96,11 @@ def run_processes(run_id: str, attempt: int | None = None) -> list[int]:
                   and (pid in marked or processes.session_of(pid) in sessions))
 
 
+def open_fds() -> int:
+    """How many files this process has open: a file or connection left open shows here."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll until `condition()` is true; returns the seconds it took."""
     started = time.monotonic()

@@ -19,6 +19,7 @@ from supertest.services import runs
 from supertest.stack import answers_health, free_port
 from supertest.storage import CHUNK, LocalReports, RangeNotSatisfiable, S3Reports, StorageError
 from tests.conftest import ProcfileProcess, token_of_tester
+from tests.helpers import open_fds
 from tests.s3server import S3Server
 
 SIZE = 3 * CHUNK + 12345  # some whole chunks and a piece
@@ -73,10 +74,6 @@ def test_unreachable_storage_is_a_storage_error(app: Flask, settings: dict[str, 
     bucket = S3Reports(nowhere, settings["S3_TEST_BUCKET_NAME"])
     with pytest.raises(StorageError):
         bucket.open("run/report/index.html", None)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_several_ranges_get_the_whole_file(stored: tuple[S3Reports, str, bytes]) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from supertest import splice
 from supertest.storage import CHUNK, S3Reports, StorageError
+from tests.helpers import open_fds
 
 SIZE = 5 * splice.PIPE_SIZE + 12345  # several pipefuls and a piece
 Sockets = tuple[socket.socket, socket.socket, socket.socket, socket.socket]
@@ -63,10 +64,6 @@ def read(sock: socket.socket, size: int) -> bytes:
     while len(got) < size and (piece := sock.recv(size - len(got))):
         got += piece
     return bytes(got)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def test_exactly_the_bytes_asked_for_go_and_the_rest_stays(sockets: Sockets, threads: ThreadPoolExecutor) -> None:
