@@ -9,7 +9,7 @@ the acknowledgement), so each message it holds has a thread free to run it, and 
 start stays in Redis for any worker. MAX_RUNS_PER_MACHINE adds a limit over every worker process
 on the machine, held through lock files (flock), so a process that dies lets go of its slots.
 
-The limit sits where Redis is asked for messages (`RunSlotBroker.do_fetch`), not in a middleware
+The limit sits where Redis is asked for messages (`RunSlotBroker.fetch`), not in a middleware
 that refuses messages already fetched: a refused message would have to be handed back to the
 end of its queue, out of order, and another process might have started it meanwhile.
 
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import q_name
 from dramatiq.message import Message
 from dramatiq.middleware import Middleware
 
 from supertest.locks import LockFolder
+from supertest.wake import WakingRedisBroker
 
 
 class MachineSlots:
@@ -68,6 +68,16 @@ class RunSlots:
         with self._lock:
             return len(self._held)
 
+    def free(self) -> bool:
+        """Whether the process could take one more run now, on the machine's slots too."""
+        with self._lock:
+            if len(self._held) >= self.size:
+                return False
+            fd = self.machine.take() if self.machine else None
+            if fd is not None:
+                MachineSlots.give_back(fd)
+            return self.machine is None or fd is not None
+
     def fetch(self, wanted: int, fetch: Any) -> list[bytes]:
         """At most one message from `fetch(count)`, and only with a slot free for it.
 
@@ -104,7 +114,7 @@ class RunSlots:
                     MachineSlots.give_back(fd)
 
 
-class RunSlotBroker(RedisBroker):
+class RunSlotBroker(WakingRedisBroker):
     """Dramatiq's Redis broker, asking Redis for a run's message only when a slot is free for it.
 
     Dramatiq's consumer still works out how many it may prefetch for its own queue; this caps it
@@ -118,11 +128,18 @@ class RunSlotBroker(RedisBroker):
         self.slots = slots
         self.run_queues = frozenset(run_queues)
 
-    def do_fetch(self, queue_name: str, count: int) -> list[bytes]:
-        fetch = self._dispatch("fetch")
+    def fetch(self, queue_name: str, count: int) -> list[bytes]:
+        ask = super().fetch
         if q_name(queue_name) != queue_name or queue_name not in self.run_queues:  # a delay queue, or no run
-            return fetch(queue_name, count)
-        return self.slots.fetch(count, lambda n: fetch(queue_name, n))
+            return ask(queue_name, count)
+        return self.slots.fetch(count, lambda n: ask(queue_name, n))
+
+    def may_wait(self, queue_name: str, count: int) -> bool:
+        """A run queue's consumer waits for an enqueue only with a slot free: a full process must
+        leave the wake-up (and the message) to a worker that can start it."""
+        if queue_name in self.run_queues:
+            return self.slots.free()
+        return super().may_wait(queue_name, count)
 
     def do_ack(self, queue_name: str, message_id: str) -> Any:
         try:
@@ -138,7 +155,7 @@ class RunSlotBroker(RedisBroker):
 
     def do_requeue(self, queue_name: str, *message_ids: str) -> Any:
         try:
-            return self._dispatch("requeue")(queue_name, *message_ids)
+            return super().do_requeue(queue_name, *message_ids)
         finally:
             self.slots.release(*message_ids)
 

@@ -17,7 +17,7 @@ LAYERS = [
      "supertest.execution.redact", "supertest.execution.results", "supertest.execution.progress",
      "supertest.execution.workspace", "supertest.execution.runner", "supertest.execution.users",
      "supertest.execution.network", "supertest.execution.sandbox", "supertest.execution.preflight",
-     "supertest.slots", "supertest.ci", "supertest.logs", "supertest.registry", "supertest.queues",
+     "supertest.wake", "supertest.slots", "supertest.ci", "supertest.logs", "supertest.registry", "supertest.queues",
      "supertest.cron"],
     ["supertest.models", "supertest.storage", "supertest.events", "supertest.execution.watch"],
     ["supertest.services"],

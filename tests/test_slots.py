@@ -78,6 +78,17 @@ def test_a_machine_slot_comes_back_when_the_fetch_fails_or_finds_nothing(tmp_pat
     assert len(slots.fetch(1, Queue())) == 1
 
 
+def test_free_says_whether_one_more_run_could_be_taken_now(tmp_path: Path) -> None:
+    machine = MachineSlots(1, tmp_path / "slots")
+    first, second = sized(1, machine), sized(1, MachineSlots(1, tmp_path / "slots"))
+    assert first.free() and second.free()
+    first.fetch(1, Queue())
+    assert not first.free()   # its one thread is taken
+    assert not second.free()  # the machine's one slot is
+    first.release("m1")
+    assert second.free() and sized(0).free() is False  # a worker not booted, or stopping, has none
+
+
 def test_a_lock_folder_others_may_write_to_is_refused(tmp_path: Path) -> None:
     (tmp_path / "slots").mkdir(mode=0o777)
     (tmp_path / "slots").chmod(0o777)
