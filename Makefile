@@ -63,6 +63,7 @@ bench: install
 	$(PYTHON) bench/jobs.py
 	$(PYTHON) bench/faults.py
 	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/idle.py
 	$(PYTHON) bench/schedules.py
 	$(PYTHON) bench/shards.py
 
