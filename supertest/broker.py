@@ -5,6 +5,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import MAINTENANCE_SCALE
 from dramatiq.middleware import Middleware
 from flask import Flask
 
@@ -48,11 +49,13 @@ def init_app(app: Flask) -> None:
         url=app.config["REDIS_URL"],
         namespace=app.config["QUEUE_NAMESPACE"],
         # A worker that dies stops heartbeating; its messages go back to the queue once another
-        # worker's maintenance pass notices. Dramatiq's defaults (60 s, a pass on 0.1% of broker
-        # calls) make that take many minutes; here 30 s, and a pass on 10% of calls (out of a million).
+        # worker's maintenance pass on that queue notices. Dramatiq's defaults (60 s, a pass on 0.1%
+        # of broker calls) make that take many minutes; here 30 s, and a pass on every call: an idle
+        # consumer calls about once a second (wake.py), so each idle worker looks at each queue about
+        # once a second (two cheap range reads, while no worker is dead).
         # Runs themselves are handed back by our own reaper (Housekeeping), whichever comes first.
         heartbeat_timeout=30_000,
-        maintenance_chance=100_000,
+        maintenance_chance=MAINTENANCE_SCALE,
     )
     broker.add_middleware(SlotSizing(slots, other_queues=(tasks.NOTIFY_QUEUE,)))
     broker.add_middleware(AppContext(app))

@@ -10,8 +10,11 @@ consumer, in whichever worker, wakes at once and fetches again. A token nobody w
 not missed; a spare token costs one empty fetch.
 
 A consumer does not wait while it cannot take a message anyway (the subclass says when: no run
-slot free), and a delay queue's consumer does not wait while it holds delayed messages, which
-Dramatiq moves to their queue between fetches when their time comes.
+slot free); one woken that can no longer take it (its slot went meanwhile) hands the token on to
+another waiter. A delay queue's consumer does not wait while it holds delayed messages, which
+Dramatiq moves to their queue between fetches when their time comes. Messages that Dramatiq's
+maintenance hands back from a dead worker come with no token: a waiting consumer finds them when
+its wait ends, within about a second.
 """
 from __future__ import annotations
 
@@ -60,13 +63,18 @@ class WakingRedisBroker(RedisBroker):
         if messages or not self.may_wait(queue_name, count):
             return messages
         # The wait holds a connection of the pool (each consumer thread has its own in turn). A
-        # socket timeout shorter than the wait (redis-py's is 5 s) ends it like Redis's own would.
+        # socket timeout shorter than the wait (redis-py's is 5 s; a Redis that hangs) ends it as
+        # an empty one: the next fetch says what is wrong. A token Redis gave as the client gave
+        # up is lost, and its message found on a later fetch.
         try:
             if self.client.blpop([self.wake_key(queue_name)], timeout=self.wake_seconds) is None:
                 return []
         except redis.TimeoutError:
             return []
-        return self.fetch(queue_name, count)
+        messages = self.fetch(queue_name, count)
+        if not messages and not self.may_wait(queue_name, count):
+            self._wake(queue_name, 1)  # woken, but its slot went meanwhile: wake a worker that can take it
+        return messages
 
     def fetch(self, queue_name: str, count: int) -> list[bytes]:
         """Ask Redis for up to `count` messages of the queue."""
@@ -80,7 +88,7 @@ class WakingRedisBroker(RedisBroker):
 
     def _wake(self, queue_name: str, tokens: int) -> None:
         """Wake as many waiting consumers of the queue. The message is in Redis already: should this
-        fail, a consumer finds it on its next fetch, within WAKE_SECONDS."""
+        fail, a consumer finds it when its wait ends, within about a second."""
         if tokens < 1:
             return
         key = self.wake_key(queue_name)
@@ -90,5 +98,5 @@ class WakingRedisBroker(RedisBroker):
             pipe.ltrim(key, 0, WAKE_TOKENS - 1)
             pipe.execute()
         except redis.RedisError as error:
-            log.warning("queued on %s, but no worker could be woken for it (%s): one finds it within %s s",
-                        queue_name, error, self.wake_seconds)
+            log.warning("queued on %s, but no worker could be woken for it (%s): one finds it when its "
+                        "wait ends, within about %s s", queue_name, error, self.wake_seconds)
